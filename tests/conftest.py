@@ -28,4 +28,4 @@ def tiny_bundle(synth_root, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     config = TrainConfig(data=str(synth_root), out=str(out), input_size=64, epochs=3, batch_size=16,
                          head_lr=3e-3, lr=1e-3, seed=0, device="cpu")
-    return train(config, progress=False)
+    return train(config, progress=False, mark_as_latest=False)

@@ -122,8 +122,11 @@ def evaluate_split(model: ArtefactNet, loader, device: str, weights: torch.Tenso
     return {"loss": loss, **topk_accuracy(logprobs.numpy(), target.numpy(), (1, 5))}
 
 
-def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> Path:
-    """Train a bundle into `config.out`; returns its path. Resumable after an interruption."""
+def train(config: TrainConfig, resume: bool = False, progress: bool = True, mark_as_latest: bool = True) -> Path:
+    """Train a bundle into `config.out`; returns its path. Resumable after an interruption.
+
+    `mark_as_latest` records it in runs/LATEST as the default bundle of later commands.
+    """
     set_cpu_threads()
     seed_everything(config.seed)
     out = Path(config.out)
@@ -210,7 +213,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> P
     manifest = manifest_text(samples, relative_to=out).encode("utf-8")
     save_bundle(out, model.cpu(), labels, preprocess, train_config=asdict(config), metrics=metrics,
                 extra_files={MANIFEST_FILE: manifest})
-    mark_latest(out)
+    if mark_as_latest:
+        mark_latest(out)
     resume_path.unlink(missing_ok=True)
     return out
 
