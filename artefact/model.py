@@ -118,8 +118,9 @@ def load_backbone_weights(backbone: nn.Module, weights_file: str | os.PathLike) 
     except Exception as err:  # noqa: BLE001 - any decode failure is the same user error
         raise ArtefactError(f"{path}: cannot read weights ({type(err).__name__})") from None
     source = source.get("state_dict", source) if isinstance(source, dict) else source
-    source = {k: v for k, v in source.items() if not k.startswith(("_fc.", "classifier.", "fc.", "head.fc."))}
     target = backbone.state_dict()
+    if len(source) > len(target):  # drop the ImageNet classifier when loading a headless backbone
+        source = {k: v for k, v in source.items() if not k.startswith(("_fc.", "classifier.", "fc.", "head.fc."))}
     if set(source) == set(target):
         mapped = source
     else:

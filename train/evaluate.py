@@ -131,8 +131,10 @@ def write_report(metrics: dict, out: Path, title: str = "artefact evaluation") -
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "eval.json", "markdown": out / "eval.md"}
     atomic.write_text(paths["json"], json.dumps(metrics, indent=2) + "\n")
-    atomic.write_text(paths["markdown"], markdown_report(metrics, title))
     plot = plot_catalogue_size(metrics, out / "accuracy_vs_photos.png")
+    markdown = markdown_report(metrics, title)
     if plot:
         paths["plot"] = plot
+        markdown += f"\n![accuracy vs photos per object]({plot.name})\n"
+    atomic.write_text(paths["markdown"], markdown)
     return paths
