@@ -24,6 +24,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install everything (offline-capable after the first run)
+	bash android_demo/setup.sh
 
 test: setup  ## run the whole test suite
 	$(BIN)/pytest -q

@@ -1,0 +1,204 @@
+package org.artefact.field.core
+
+import com.google.gson.JsonArray
+import com.google.gson.JsonElement
+import com.google.gson.JsonObject
+import com.google.gson.JsonParseException
+import com.google.gson.JsonParser
+
+/** A problem with the exported assets; the message is meant for the screen, one line. */
+class AssetError(message: String) : Exception(message)
+
+/** How a photo becomes the model input (the `input` block of artefact_config.json). */
+data class InputSpec(
+    val width: Int,
+    val height: Int,
+    val channels: Int,
+    val dtype: String,
+    val cropFraction: Double,
+    val mean: List<Double>,
+    val std: List<Double>,
+    val quantScale: Double?,
+    val quantZeroPoint: Int?,
+) {
+    /** Element count of one NHWC input. */
+    val size: Int get() = width * height * channels
+
+    companion object {
+        const val UINT8 = "uint8"
+        const val FLOAT32 = "float32"
+    }
+}
+
+/** One catalogue object the model can answer. */
+data class CatalogueLabel(val index: Int, val objectId: String, val collection: String, val thumbnail: String)
+
+/** Everything the app needs from artefact_config.json + labels.txt (see android_demo/ASSETS.md). */
+data class FieldConfig(
+    val modelFile: String,
+    val labelsFile: String,
+    val modelSha256: String,
+    val labelHash: String,
+    val input: InputSpec,
+    val numClasses: Int,
+    val labels: List<CatalogueLabel>,
+    val topK: Int,
+    val minProbability: Double,
+) {
+    /**
+     * Check the model's actual tensors against this config: input shape [1, h, w, c] of type
+     * `input.dtype` (with the same quantisation when uint8), output [1, numClasses] float32.
+     */
+    fun checkModel(inputShape: IntArray, inputType: String, outputShape: IntArray, outputType: String,
+                   inputScale: Double? = null, inputZeroPoint: Int? = null) {
+        val expected = intArrayOf(1, input.height, input.width, input.channels)
+        val batchOne = inputShape.copyOf().also { if (it.isNotEmpty() && it[0] == -1) it[0] = 1 }  // dynamic batch runs as 1
+        if (!batchOne.contentEquals(expected)) {
+            throw AssetError("$modelFile: model input is ${inputShape.contentToString()} but the config says ${expected.contentToString()}")
+        }
+        if (inputType.lowercase() != input.dtype) {
+            throw AssetError("$modelFile: model input type is ${inputType.lowercase()} but the config says ${input.dtype}")
+        }
+        val outputs = outputShape.map { kotlin.math.abs(it) }
+        if (outputs.lastOrNull() != numClasses || outputs.fold(1) { a, b -> a * b } != numClasses) {
+            throw AssetError("$modelFile: model has ${outputShape.contentToString()} outputs but there are $numClasses labels (model/label mismatch)")
+        }
+        if (outputType.lowercase() != "float32") {
+            throw AssetError("$modelFile: model output type is ${outputType.lowercase()}, expected float32 log-probabilities")
+        }
+        val scale = input.quantScale
+        if (inputScale != null && scale != null && (kotlin.math.abs(inputScale - scale) > 1e-6 * scale || inputZeroPoint != input.quantZeroPoint)) {
+            throw AssetError("$modelFile: model input quantisation ($inputScale, $inputZeroPoint) differs from the config ($scale, ${input.quantZeroPoint})")
+        }
+    }
+
+    companion object {
+        /** `artefact.bundle.label_hash`: sha256 of "object_id<TAB>collection" lines joined by newlines. */
+        fun labelHashOf(labels: List<CatalogueLabel>): String = sha256Hex(
+            labels.joinToString("\n") { "${it.objectId}\t${it.collection}" }.toByteArray(Charsets.UTF_8))
+
+        const val FILE = "artefact_config.json"
+        const val FORMAT_VERSION = 1
+
+        /** Parse and cross-check the config and labels.txt; throws [AssetError] with a readable message. */
+        fun parse(configJson: String, labelsTxt: String): FieldConfig {
+            val root = try {
+                JsonParser.parseString(configJson).takeIf { it.isJsonObject }?.asJsonObject
+            } catch (err: JsonParseException) {
+                throw AssetError("$FILE: not valid JSON (${err.message?.lineSequence()?.first()})")
+            } ?: throw AssetError("$FILE: not a JSON object")
+            return Reader(root).config(labelsTxt)
+        }
+    }
+
+    /** Field access with errors that name the key. */
+    private class Reader(private val root: JsonObject) {
+        private fun fail(key: String, what: String): Nothing = throw AssetError("$FILE: '$key' $what")
+
+        private fun get(obj: JsonObject, key: String, path: String = key): JsonElement =
+            obj.get(key)?.takeUnless { it.isJsonNull } ?: fail(path, "is missing")
+
+        private fun obj(obj: JsonObject, key: String): JsonObject =
+            get(obj, key).takeIf { it.isJsonObject }?.asJsonObject ?: fail(key, "must be an object")
+
+        private fun str(obj: JsonObject, key: String, path: String = key): String {
+            val e = get(obj, key, path)
+            return if (e.isJsonPrimitive && e.asJsonPrimitive.isString) e.asString else fail(path, "must be a string")
+        }
+
+        private fun num(obj: JsonObject, key: String, path: String = key): Double {
+            val e = get(obj, key, path)
+            return if (e.isJsonPrimitive && e.asJsonPrimitive.isNumber) e.asDouble else fail(path, "must be a number")
+        }
+
+        private fun int(obj: JsonObject, key: String, path: String = key): Int {
+            val v = num(obj, key, path)
+            return if (v == Math.floor(v) && v in 0.0..1e9) v.toInt() else fail(path, "must be a non-negative integer")
+        }
+
+        private fun triple(obj: JsonObject, key: String, path: String): List<Double> {
+            val e = get(obj, key, path)
+            val arr: JsonArray = e.takeIf { it.isJsonArray }?.asJsonArray ?: fail(path, "must be a list of 3 numbers")
+            if (arr.size() != 3 || !arr.all { it.isJsonPrimitive && it.asJsonPrimitive.isNumber }) fail(path, "must be a list of 3 numbers")
+            return arr.map { it.asDouble }
+        }
+
+        fun config(labelsTxt: String): FieldConfig {
+            val version = int(root, "format_version")
+            if (version != FORMAT_VERSION) fail("format_version", "is $version; this app reads format $FORMAT_VERSION (re-export the assets)")
+            val input = input(obj(root, "input"))
+            val output = obj(root, "output")
+            if (str(output, "type", "output.type") != "log_probabilities") fail("output.type", "must be log_probabilities")
+            val numClasses = int(output, "num_classes", "output.num_classes")
+            val labels = labels(labelsTxt, numClasses)
+            val topK = int(root, "top_k")
+            if (topK < 1) fail("top_k", "must be at least 1")
+            val minProbability = num(obj(root, "threshold"), "min_probability", "threshold.min_probability")
+            if (minProbability !in 0.0..1.0) fail("threshold.min_probability", "must be between 0 and 1")
+            val labelHash = str(root, "label_hash")
+            if (labelHash != labelHashOf(labels)) {
+                throw AssetError("$FILE: label_hash does not match its labels (edited by hand, or assets from two exports)")
+            }
+            return FieldConfig(
+                modelFile = str(root, "model_file"),
+                labelsFile = str(root, "labels_file"),
+                modelSha256 = str(root, "model_sha256").lowercase(),
+                labelHash = labelHash,
+                input = input,
+                numClasses = numClasses,
+                labels = labels,
+                topK = topK,
+                minProbability = minProbability,
+            )
+        }
+
+        private fun input(o: JsonObject): InputSpec {
+            val dtype = str(o, "dtype", "input.dtype")
+            if (dtype != InputSpec.UINT8 && dtype != InputSpec.FLOAT32) fail("input.dtype", "must be uint8 or float32, got $dtype")
+            for ((key, want) in listOf("layout" to "NHWC", "channel_order" to "RGB", "interpolation" to "bilinear")) {
+                val got = str(o, key, "input.$key")
+                if (got != want) fail("input.$key", "must be $want, got $got")
+            }
+            val channels = int(o, "channels", "input.channels")
+            if (channels != 3) fail("input.channels", "must be 3, got $channels")
+            val width = int(o, "width", "input.width")
+            val height = int(o, "height", "input.height")
+            if (width < 1 || height < 1) fail("input.width/height", "must be positive")
+            val crop = num(o, "crop_fraction", "input.crop_fraction")
+            if (crop <= 0.0 || crop > 1.0) fail("input.crop_fraction", "must be in (0, 1], got $crop")
+            val std = triple(o, "std", "input.std")
+            if (std.any { it <= 0.0 }) fail("input.std", "must be positive")
+            val quant = o.get("quantization")?.takeIf { it.isJsonObject }?.asJsonObject
+            if (dtype == InputSpec.UINT8 && quant == null) fail("input.quantization", "is missing (needed for a uint8 model)")
+            return InputSpec(
+                width = width, height = height, channels = channels, dtype = dtype, cropFraction = crop,
+                mean = triple(o, "mean", "input.mean"), std = std,
+                quantScale = quant?.let { num(it, "scale", "input.quantization.scale") },
+                quantZeroPoint = quant?.let { int(it, "zero_point", "input.quantization.zero_point") },
+            )
+        }
+
+        private fun labels(labelsTxt: String, numClasses: Int): List<CatalogueLabel> {
+            val ids = labelsTxt.lines().map { it.trim() }.filter { it.isNotEmpty() }
+            val entries = get(root, "labels").takeIf { it.isJsonArray }?.asJsonArray ?: fail("labels", "must be a list")
+            if (ids.size != numClasses || entries.size() != numClasses) {
+                throw AssetError("model/label mismatch: the model has $numClasses outputs, labels.txt has ${ids.size} lines, $FILE lists ${entries.size()} labels")
+            }
+            return entries.mapIndexed { i, e ->
+                val o = e.takeIf { it.isJsonObject }?.asJsonObject ?: fail("labels[$i]", "must be an object")
+                val label = CatalogueLabel(int(o, "index", "labels[$i].index"), str(o, "object_id", "labels[$i].object_id"),
+                    o.get("collection")?.takeIf { it.isJsonPrimitive }?.asString ?: "",
+                    o.get("thumbnail")?.takeIf { it.isJsonPrimitive }?.asString ?: "")
+                if (label.index != i) fail("labels[$i].index", "is ${label.index}; labels must be in model output order")
+                if (label.objectId != ids[i]) {
+                    throw AssetError("model/label mismatch: labels.txt line ${i + 1} is '${ids[i]}' but $FILE says '${label.objectId}'")
+                }
+                label
+            }
+        }
+    }
+}
+
+/** Lower-case hex sha256 of `bytes` (to check model_sha256 and label_hash). */
+fun sha256Hex(bytes: ByteArray): String =
+    java.security.MessageDigest.getInstance("SHA-256").digest(bytes).joinToString("") { "%02x".format(it) }
