@@ -21,6 +21,8 @@ $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q -e '.[export,analysis,dev]'
+	# TFLite metadata writer: tflite-support pins protobuf<4, its writer modules work with onnx2tf's protobuf
+	$(BIN)/pip install -q --no-deps tflite-support==0.4.4
 	touch $(STAMP)
 
 setup: $(STAMP)  ## create .venv and install everything (offline-capable after the first run)

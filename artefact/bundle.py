@@ -144,7 +144,7 @@ def load_bundle(path: str | os.PathLike | None = None, device: str = "cpu") -> B
     try:
         state = load_file(str(path / WEIGHTS_FILE), device=device)
         model.load_state_dict(state, strict=True)
-    except (RuntimeError, OSError, ValueError) as err:
+    except Exception as err:  # noqa: BLE001 - SafetensorError, size mismatch, I/O: one user-facing error
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise ArtefactError(f"{path / WEIGHTS_FILE}: corrupt or mismatched weights ({first_line})") from None
     model.to(device).eval()

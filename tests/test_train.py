@@ -26,7 +26,7 @@ def test_bundle_carries_labels_contract_and_splits(tiny_bundle, synth_root):
     samples = read_manifest(bundle.manifest)
     assert {s.split for s in samples} == {"train", "val", "test"}
     meta = bundle.meta
-    assert meta["metrics"]["best_epoch"] >= 1 and len(meta["metrics"]["history"]) == 3
+    assert meta["metrics"]["best_epoch"] >= 1 and len(meta["metrics"]["history"]) == 4
     assert meta["train_config"]["backbone"] == "tf_efficientnet_lite0"
 
 
