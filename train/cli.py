@@ -11,13 +11,17 @@ import numpy as np
 from artefact.bundle import load_bundle
 from artefact.data import load_samples, select_split
 from artefact.errors import ArtefactError, Command
+from artefact.gallery import has_gallery, load_gallery, rank as gallery_rank
 from artefact.images import load_image
 from artefact.infer import default_device
 from artefact.logs import setup_logging
 from artefact.model import DEFAULT_BACKBONE
 
+from .analysis import capture_features, write_analysis
 from .evaluate import evaluate, headline, write_report
 from .loop import PAPER_LR, TrainConfig, train
+from .openset import evaluate_field, field_headline
+from .openset_cli import format_ranking
 
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 log = logging.getLogger("artefact")
@@ -36,7 +40,8 @@ log = logging.getLogger("artefact")
 @click.option("--head-lr", default=1e-3, show_default=True, type=float, help="Learning rate of the new head.")
 @click.option("--patience", default=6, show_default=True, type=click.IntRange(1), help="Early stopping: epochs without val improvement.")
 @click.option("--min-images", default=3, show_default=True, type=click.IntRange(1), help="Drop objects with fewer photos.")
-@click.option("--augment", type=click.Choice(["standard", "none"]), default="standard", show_default=True)
+@click.option("--augment", type=click.Choice(["standard", "field", "none"]), default="standard", show_default=True,
+              help="field: also composite objects onto cluttered backgrounds (masks/ beside images/, else a heuristic) with strong photometric jitter.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default=default_device(), show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--max-minutes", type=float, help="Stop after this many minutes (keeps the best epoch).")
@@ -65,8 +70,11 @@ def train_main(data, out, backbone, weights, no_pretrained, input_size, epochs, 
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
 @click.option("--out", "-o", type=click.Path(file_okay=False), help="Report folder (default: <bundle>/eval-<split>).")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(1))
+@click.option("--analysis", is_flag=True, help="Also add t-SNE/PCA of query features, most-confused pairs with photos, per-object accuracy, and write eval.html.")
+@click.option("--field", is_flag=True, help="Also evaluate field versions of the queries (object cut out by its mask onto clutter, photometric shifts, JPEG): studio vs field top-1/5.")
+@click.option("--field-seed", default=0, show_default=True, help="Seed of the field photos (same seed, same photos).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
-def eval_main(bundles, manifest, split, out, batch_size, quiet) -> None:
+def eval_main(bundles, manifest, split, out, batch_size, analysis, field, field_seed, quiet) -> None:
     """Top-1/3/5/10 overall, per collection and per catalogue size; JSON + Markdown + plot."""
     setup_logging()
     loaded = [load_bundle(b) for b in (bundles or [None])]
@@ -75,13 +83,20 @@ def eval_main(bundles, manifest, split, out, batch_size, quiet) -> None:
         raise ArtefactError("no --manifest given and the bundle holds none")
     all_samples = load_samples(manifest)
     queries = select_split(all_samples, split)
-    metrics, _ = evaluate(loaded, queries, all_samples, batch_size, progress=not quiet)
+    with capture_features(loaded[0].model, enabled=analysis) as features:
+        metrics, logprobs = evaluate(loaded, queries, all_samples, batch_size, progress=not quiet)
     metrics["split"] = split
     out = Path(out) if out else loaded[0].path / f"eval-{split}"
     title = f"artefact evaluation: {split} split" + (f", ensemble of {len(loaded)}" if len(loaded) > 1 else "")
+    if field:
+        metrics["field"] = evaluate_field(loaded, queries, all_samples, metrics, out, field_seed, batch_size, not quiet)
     paths = write_report(metrics, out, title)
+    if analysis:
+        paths.update(write_analysis(loaded[0], metrics, queries, all_samples, logprobs, np.concatenate(features), paths, title))
     click.echo(headline(metrics))
-    click.echo(f"report: {paths['markdown']}")
+    if field:
+        click.echo(field_headline(metrics["field"]))
+    click.echo(f"report: {paths['markdown']}" + (f" and {paths['html']}" if "html" in paths else ""))
 
 
 @click.command(cls=Command, context_settings=CONTEXT)
@@ -89,14 +104,24 @@ def eval_main(bundles, manifest, split, out, batch_size, quiet) -> None:
 @click.option("--bundle", type=click.Path(file_okay=False), help="Bundle folder (default: the latest trained).")
 @click.option("--top-k", default=5, show_default=True, type=click.IntRange(1))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines instead of a table.")
-def predict_main(images, bundle, top_k, as_json) -> None:
-    """Rank the catalogue objects most likely shown in each photo."""
+@click.option("--head-only", is_flag=True, help="Ignore the bundle's gallery: rank trained objects by the classifier head.")
+def predict_main(images, bundle, top_k, as_json, head_only) -> None:
+    """Rank the catalogue objects most likely shown in each photo.
+
+    With a gallery in the bundle (artefact-enroll / artefact-openset gallery), all gallery objects,
+    enrolled ones included, are ranked by embedding similarity, and "no match" is reported below
+    the calibrated threshold; otherwise the trained objects are ranked by the head's probability.
+    """
     setup_logging()
     import torch
 
     loaded = load_bundle(bundle)
+    gallery = None if head_only or not has_gallery(loaded.path) else load_gallery(loaded.path)
     k = min(top_k, len(loaded.labels))
     for path in images:
+        if gallery is not None:
+            click.echo(format_ranking(path, gallery_rank(loaded, gallery, load_image(path), top_k), as_json))
+            continue
         x = torch.from_numpy(loaded.preprocess(load_image(path)))[None]
         with torch.no_grad():
             probs = np.exp(loaded.model(x)[0].numpy())

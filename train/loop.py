@@ -21,6 +21,7 @@ from artefact.data import (
     Sample, filter_min_images, format_summary, labels_of, load_samples, manifest_text, museum_protocol, summarize,
 )
 from artefact.errors import ArtefactError
+from artefact.field import FieldAugment, MaskedPhotoDataset
 from artefact.infer import PhotoDataset, default_device, set_cpu_threads, topk_accuracy, validate_photos
 from artefact.model import DEFAULT_BACKBONE, ArtefactNet, create_model, default_preprocess
 
@@ -61,6 +62,8 @@ def train_transform(preprocess: Preprocess, strength: str = "standard") -> v2.Co
     ]
     if strength == "none":
         steps = [v2.Resize((size, size), antialias=True)]
+    if strength == "field":  # cluttered-background compositing + strong photometric shifts first
+        steps = [FieldAugment()] + steps
     steps += [
         v2.PILToTensor(),
         v2.ToDtype(torch.float32),
@@ -147,7 +150,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, mark
     optimizer = build_optimizer(model, config)
     weights = class_weights(train_samples, label_index).to(config.device)
     train_loader = torch.utils.data.DataLoader(
-        PhotoDataset(train_samples, train_transform(preprocess, config.augment), label_index, cache=True),
+        (MaskedPhotoDataset if config.augment == "field" else PhotoDataset)(
+            train_samples, train_transform(preprocess, config.augment), label_index, cache=True),
         batch_size=config.batch_size, shuffle=True, drop_last=len(train_samples) > config.batch_size,
         generator=torch.Generator().manual_seed(config.seed),
     )
