@@ -1,0 +1,1 @@
+"""artefact-bench: accuracy x latency x size of every shipped model across runtimes, with a CI gate."""

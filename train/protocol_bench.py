@@ -19,14 +19,16 @@ from artefact.errors import Command
 from artefact.logs import setup_logging
 
 from .evaluate import KS, evaluate, write_report
-from .loop import TrainConfig, train
+from .loop import PAPER_LR, TrainConfig, train
 
 
-def run_one(data: str, backbone: str, seed: int, runs: Path, epochs: int, max_minutes: float | None) -> dict:
+def run_one(data: str, backbone: str, seed: int, runs: Path, epochs: int, lr: float, patience: int,
+            max_minutes: float | None) -> dict:
     """Train (or reuse) one bundle and evaluate it on its test split."""
     out = runs / f"{backbone}-s{seed}"
     if not (out / META_FILE).is_file():
-        train(TrainConfig(data=data, out=str(out), backbone=backbone, seed=seed, epochs=epochs, max_minutes=max_minutes),
+        train(TrainConfig(data=data, out=str(out), backbone=backbone, seed=seed, epochs=epochs, lr=lr, patience=patience,
+                          max_minutes=max_minutes),
               resume=(out.parent / f".{out.name}.resume" / "state.pt").is_file(), mark_as_latest=False)
     bundle = load_bundle(out)
     samples = read_manifest(bundle.manifest)
@@ -73,11 +75,13 @@ def summarise(rows: list[dict]) -> str:
 @click.option("--runs", default="runs/protocol", show_default=True, type=click.Path(file_okay=False))
 @click.option("--out", default="reports/protocol", show_default=True, type=click.Path(file_okay=False))
 @click.option("--epochs", default=25, show_default=True)
+@click.option("--lr", default=PAPER_LR, show_default=True, type=float, help="Backbone learning rate.")
+@click.option("--patience", default=6, show_default=True, help="Early-stopping patience (epochs).")
 @click.option("--max-minutes", type=float, help="Per-run training time budget.")
-def main(data, backbones, seeds, runs, out, epochs, max_minutes) -> None:
+def main(data, backbones, seeds, runs, out, epochs, lr, patience, max_minutes) -> None:
     """Train and evaluate every backbone x seed on the museum protocol; write a mean +- sd summary."""
     setup_logging()
-    rows = [run_one(data, b, s, Path(runs), epochs, max_minutes) for b in backbones for s in seeds]
+    rows = [run_one(data, b, s, Path(runs), epochs, lr, patience, max_minutes) for b in backbones for s in seeds]
     atomic.write_json(Path(out) / "protocol.json", rows)
     atomic.write_text(Path(out) / "protocol.md", summarise(rows))
     click.echo(summarise(rows))
