@@ -56,7 +56,7 @@ def subsample(samples: list, limit: int | None) -> list:
               help="Add a row for the ensemble of all --bundle models (when two or more share labels).")
 @click.option("--manifest", type=click.Path(dir_okay=False), help="Manifest with splits (default: the first bundle's).")
 @click.option("--split", default="test", show_default=True, type=click.Choice(["train", "val", "test"]))
-@click.option("--max-queries", type=click.IntRange(1), help="Measure accuracy on every k-th query only (default: the full split).")
+@click.option("--max-queries", type=click.IntRange(1), help="Measure accuracy on at most N evenly spaced queries (default: the full split).")
 @click.option("--threads", "threads_text", default=None, help="Comma-separated thread counts (default: 1,<usable cores>).")
 @click.option("--runs", default=50, show_default=True, type=click.IntRange(1), help="Timed runs per model and thread count.")
 @click.option("--warmup", default=5, show_default=True, type=click.IntRange(0), help="Untimed warm-up runs after the first inference.")
@@ -150,7 +150,7 @@ def _collect_specs(bundles, export_dirs, model_files, timm_models, ensemble: boo
 
 
 def _select_queries(loaded, manifest, split: str, max_queries: int | None, progress: bool) -> tuple[Queries, dict]:
-    """The labelled query photos of `split` (all, or every k-th with --max-queries) and a note saying which."""
+    """The labelled query photos of `split` (all, or at most --max-queries evenly spaced) and a note saying which."""
     manifest = manifest or (loaded[0].manifest if loaded else None)
     if manifest is None:
         raise ArtefactError("no --manifest given and no bundle with a saved manifest: the benchmark needs real query photos")
