@@ -398,3 +398,15 @@ def test_android_refuses_to_replace_a_foreign_folder(bundle, exported, tmp_path)
         android.write_assets(foreign, bundle, out / "model_int8.tflite", {"scale": 1.0, "zero_point": 0},
                              {"min_probability": 0.5, "rule": "x"})
     assert (foreign / "thesis.tex").read_text() == "precious"
+
+
+def test_gate_forgives_flipped_near_ties_but_not_real_flips():
+    reference = np.log(np.array([[0.501, 0.499, 0.0], [0.9, 0.05, 0.05], [0.6, 0.3, 0.1]]) + 1e-12)
+    export = np.log(np.array([[0.499, 0.501, 0.0], [0.9, 0.05, 0.05], [0.3, 0.6, 0.1]]) + 1e-12)
+    assert parity.decided_agreement(reference, export) == pytest.approx(2 / 3)
+    stats = parity.compare(reference, export, np.array([0, 0, 0]))
+    assert stats["top1_agreement"] == pytest.approx(1 / 3)
+    report = {"exports": {"m.tflite": {"precision": "fp16", "all": stats}}}
+    failures = parity.check(report, parity.Gate(min_agreement=0.6))
+    assert failures == []
+    assert "outside near-ties" in parity.check(report, parity.Gate(min_agreement=0.9))[0]
