@@ -4,6 +4,7 @@ A bundle is a folder:
     model.safetensors   weights (no pickle: safe to load from anyone)
     bundle.json         format version, architecture, ordered labels, preprocessing contract,
                         training config, metrics
+    manifest.csv        the photos and splits it was trained on (paths relative to the bundle)
 `load_bundle(path)` is the only way in.
 """
 from __future__ import annotations
@@ -175,7 +176,6 @@ def file_sha256(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-@torch.no_grad()
 def bundle_fingerprint(path: str | os.PathLike) -> str:
     """sha256 of weights + metadata: identifies the exact bundle an export came from."""
     path = Path(path)
