@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from . import atomic
