@@ -116,6 +116,13 @@ class Gallery:
         return np.maximum.reduceat(sims, starts, axis=1)
 
 
+def calibrate(known_scores: np.ndarray, recall: float = 0.95) -> float:
+    """Threshold that keeps `recall` of known objects' validation scores at or above it."""
+    if len(known_scores) == 0:
+        raise ArtefactError("no validation photos to calibrate the threshold on")
+    return float(np.quantile(known_scores, 1 - recall, method="lower"))
+
+
 def _normalise(x: np.ndarray) -> np.ndarray:
     x = np.asarray(x, np.float32)
     return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
@@ -277,8 +284,10 @@ def empty_gallery(bundle: Bundle) -> Gallery:
 def rank(bundle: Bundle, gallery: Gallery, image, top_k: int = 5, method: str = "nn") -> dict:
     """Rank gallery objects for one photo: cosine similarity, plus the head's probability for trained ones.
 
-    Returns {"matches": [...], "decision": "match" | "no match" | "uncalibrated"}; the decision
-    compares the best similarity with the gallery's calibrated threshold.
+    Returns {"matches": [...], "decision": "match" | "no match" | "uncalibrated"}.  The decision
+    (artefact-openset calibrate) uses the head's probability when the best match is a trained
+    object (it separates unknown objects better than similarity: openset.md) and the similarity
+    when it is an enrolled object, which the head does not know; the apps decide the same way.
     """
     if not gallery.objects:
         raise ArtefactError(f"{bundle.path}: the gallery is empty (enrol objects with artefact-enroll)")
@@ -295,6 +304,8 @@ def rank(bundle: Bundle, gallery: Gallery, image, top_k: int = 5, method: str = 
         head = head_index.get(obj.object_id)
         matches.append({"object": obj.object_id, "collection": obj.collection, "similarity": round(float(scores[i]), 4),
                         "probability": None if head is None else round(float(probs[head]), 4), "enrolled": obj.enrolled})
-    threshold = (gallery.threshold or {}).get("similarity")
-    decision = "uncalibrated" if threshold is None else "match" if scores[order[0]] >= threshold else "no match"
+    best_head = head_index.get(gallery.objects[order[0]].object_id)
+    score, key = (scores[order[0]], "similarity") if best_head is None else (probs[best_head], "probability")
+    threshold = (gallery.threshold or {}).get(key)
+    decision = "uncalibrated" if threshold is None else "match" if score >= threshold else "no match"
     return {"matches": matches, "decision": decision}

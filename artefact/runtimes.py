@@ -127,7 +127,9 @@ class TFLiteRunner(Runner):
         except Exception as err:  # noqa: BLE001 - the interpreter raises ValueError/RuntimeError for bad files
             raise ArtefactError(f"{self.path}: cannot load TFLite model ({_first_line(err)})") from None
         self._input = self.interpreter.get_input_details()[0]
-        self._output = self.interpreter.get_output_details()[0]
+        outputs = self.interpreter.get_output_details()
+        self._output = outputs[0]
+        self._embedding = next((d for d in outputs[1:] if d["name"] == "embedding"), None)
         dtype = np.dtype(self._input["dtype"])
         self.input_dtype = "float32" if dtype.kind == "f" else dtype.name
         self._nhwc = _is_nhwc(self._input["shape"])
@@ -147,9 +149,19 @@ class TFLiteRunner(Runner):
         info = np.iinfo(dtype)
         return np.clip(np.round(x / scale + zero_point), info.min, info.max).astype(dtype)
 
+    @property
+    def has_embedding(self) -> bool:
+        return self._embedding is not None
+
     def _run(self, pixels):
-        x = self._model_input(pixels)
-        out = []
+        return self.logprobs_and_embeddings(pixels, embeddings=False)[0]
+
+    def logprobs_and_embeddings(self, pixels: np.ndarray, embeddings: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """Log-probabilities and the raw "embedding" output (pooled features) of uint8 NHWC pixels."""
+        if embeddings and self._embedding is None:
+            raise ArtefactError(f"{self.path}: the model has no embedding output (re-export it with this version)")
+        x = self._model_input(self._check_pixels(pixels) if embeddings else pixels)
+        out, features = [], []
         for i in range(len(x)):
             self.interpreter.set_tensor(self._input["index"], x[i : i + 1])
             self.interpreter.invoke()
@@ -158,7 +170,9 @@ class TFLiteRunner(Runner):
                 scale, zero_point = self._output["quantization"]
                 y = (y.astype(np.float32) - zero_point) * scale
             out.append(y.reshape(1, -1))
-        return np.concatenate(out)
+            if embeddings:
+                features.append(self.interpreter.get_tensor(self._embedding["index"]).reshape(1, -1).astype(np.float32))
+        return np.concatenate(out), (np.concatenate(features) if embeddings else None)
 
 
 class CoreMLRunner(Runner):

@@ -51,10 +51,13 @@ of val+test top-1 predictions, or an int8 export loses more than --max-int8-drop
 @click.option("--max-parity-photos", type=click.IntRange(1), default=None,
               help="Evaluate parity on an evenly spaced subset of this many val+test photos.")
 @click.option("--threads", type=click.IntRange(1), default=None, help="CPU threads for parity inference.")
+@click.option("--gallery/--no-gallery", default=True, show_default=True,
+              help="android: ship the embedding gallery (catalogue photos + objects enrolled with artefact-enroll), "
+                   "so the apps rank enrolled objects too.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option("-v", "--verbose", is_flag=True, help="Debug logging.")
 def main(bundle, target, int8, fp16, calibration, num_calibration, out, check, min_agreement, max_int8_drop,
-         run_parity, max_parity_photos, threads, quiet, verbose) -> None:
+         run_parity, max_parity_photos, threads, gallery, quiet, verbose) -> None:
     """Export a trained bundle for phones and browsers, and prove it is as accurate as PyTorch.
 
     Writes the models, an export manifest (files, sizes, sha256, preprocessing contract, label
@@ -68,6 +71,7 @@ def main(bundle, target, int8, fp16, calibration, num_calibration, out, check, m
         calibration=calibration, num_calibration=num_calibration, out=out, check=check,
         gate=Gate(min_agreement=min_agreement, max_int8_drop=max_int8_drop / 100.0),
         run_parity=run_parity, max_parity_photos=max_parity_photos, threads=threads, progress=not quiet,
+        gallery=gallery,
     )
     result = run_export(options)
     click.echo(f"exported to {result['out']} in {result['timings_s']['export_total']:.0f} s:")

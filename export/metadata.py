@@ -68,9 +68,14 @@ def embed_metadata(model: bytes, bundle: Bundle, precision: str) -> bytes:
         output.stats.min, output.stats.max = None, [0.0]  # log-probabilities are <= 0, not in [0, 1]
         table_md = metadata_info.AssociatedFileMd(str(table), "index, object_id, collection of every output (TSV)").create_metadata()
         output.associatedFiles.append(table_md)
+        outputs = [output]
+        if len(writer_utils.get_output_tensor_types(bytearray(model))) > 1:
+            outputs.append(metadata_info.TensorMd(
+                name="embedding", description="pooled backbone features: L2-normalise, then cosine similarity to the gallery",
+            ).create_metadata())
         try:
             writer = metadata_writer.MetadataWriter.create_from_metadata(
-                bytearray(model), general, [image], [output], [str(labels), str(table)])
+                bytearray(model), general, [image], outputs, [str(labels), str(table)])
             return bytes(writer.populate())
         except (ValueError, RuntimeError) as err:
             raise ArtefactError(f"cannot embed TFLite metadata: {err}") from None

@@ -45,6 +45,7 @@ class ExportOptions:
     max_parity_photos: int | None = None
     threads: int | None = None
     progress: bool = True
+    gallery: bool = True  # ship the embedding gallery (catalogue + enrolled objects) in the android assets
 
 
 def plan(target: str, precision: str | None) -> list[tuple[str, str]]:
@@ -147,7 +148,7 @@ def _convert(bundle: Bundle, steps: list[tuple[str, str]], work: Path, options: 
     from .coreml_export import convert_coreml, inspect_coreml
     from .metadata import embed_metadata
     from .onnx_export import export_onnx, onnx_ops
-    from .tflite_export import float_classifier_tail, int8_islands, quantize_int8, run_onnx2tf, tflite_io, tflite_ops
+    from .tflite_export import add_embedding_output, float_classifier_tail, int8_islands, quantize_int8, run_onnx2tf, tflite_io, tflite_ops
 
     formats = {fmt for fmt, _ in steps}
     produced: dict[str, dict] = {}
@@ -170,6 +171,7 @@ def _convert(bundle: Bundle, steps: list[tuple[str, str]], work: Path, options: 
                     model = quantize_int8(converted["saved_model"], pixels, bundle.preprocess, options.progress)
                     last = bundle.model.head[-1]
                     model = float_classifier_tail(model, last.weight.detach().cpu().numpy(), last.bias.detach().cpu().numpy())
+                    model = add_embedding_output(model)  # for the apps' gallery of (enrolled) objects
                 calibration = {"photos": int(len(pixels)), "source": str(options.calibration or bundle.manifest)}
             else:
                 model, calibration = converted[precision].read_bytes(), None
@@ -221,14 +223,17 @@ def _android(bundle: Bundle, int8: dict, out: Path, options: ExportOptions) -> d
     if "val" not in photos:
         raise ArtefactError(f"{bundle.manifest}: no val photos to choose the decision threshold on")
     pixels, targets = photos["val"]
-    logprobs = open_runner(int8["path"], bundle.preprocess, options.threads).logprobs(pixels)
-    threshold = android.choose_threshold(logprobs, targets)
+    runner = open_runner(int8["path"], bundle.preprocess, options.threads)
+    threshold = android.choose_threshold(runner.logprobs(pixels), targets)
     scale, zero_point = bundle.preprocess.int8_input_quantization()  # exact values; the model holds float32 ones
     if abs(int8["input"]["scale"] - scale) > 1e-6 * scale or int8["input"]["zero_point"] != zero_point:
         raise ArtefactError(f"int8 model input quantisation {int8['input']} does not match the contract ({scale}, {zero_point})")
     quant = {"scale": scale, "zero_point": zero_point}
-    android.write_assets(out, bundle, Path(int8["path"]), quant, threshold)
+    gallery = android.build_app_gallery(bundle, runner, pixels, options.progress) if options.gallery else None
+    android.write_assets(out, bundle, Path(int8["path"]), quant, threshold, gallery=gallery)
     return {"path": out, "format": "android", "precision": "int8", "threshold": threshold,
+            "gallery": None if gallery is None else {"objects": len(gallery.objects), "rows": int(len(gallery.values)),
+                                                     "min_similarity": gallery.min_similarity},
             "files": sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir()),
             "model_sha256": file_sha256(out / "model.tflite")}
 

@@ -160,6 +160,43 @@ def float_classifier_tail(model: bytes, weight: np.ndarray, bias: np.ndarray) ->
     return _write(schema, model_t)
 
 
+EMBEDDING_OUTPUT = "embedding"
+
+
+def add_embedding_output(model: bytes) -> bytes:
+    """Add a second float32 output, "embedding": the pooled backbone features (the gallery's embedding).
+
+    Expects the tail `float_classifier_tail` writes; the features are the int8 input of the first head
+    layer (the FULLY_CONNECTED that produces the dequantised hidden features), dequantised once.
+    Output 0 stays the log-probabilities.
+    """
+    schema, model_t = _read(model)
+    graph = model_t.subgraphs[0]
+    code = {i: c.builtinCode for i, c in enumerate(model_t.operatorCodes)}
+    producer = {t: op for op in graph.operators for t in op.outputs}
+    op = schema.BuiltinOperator
+    dequantize = next((o for o in graph.operators if code[o.opcodeIndex] == op.DEQUANTIZE and o.outputs[0] not in graph.outputs), None)
+    first_fc = producer.get(dequantize.inputs[0]) if dequantize else None
+    while first_fc is not None and code[first_fc.opcodeIndex] in (op.RELU, op.RESHAPE):
+        first_fc = producer.get(first_fc.inputs[0])
+    if first_fc is None or code[first_fc.opcodeIndex] != op.FULLY_CONNECTED:
+        raise ArtefactError("int8 graph: cannot find the head's first layer to take the embedding from")
+    features = first_fc.inputs[0]
+    tensor = schema.TensorT()
+    tensor.name, tensor.shape, tensor.type, tensor.buffer = EMBEDDING_OUTPUT.encode(), list(graph.tensors[features].shape), schema.TensorType.FLOAT32, 0
+    graph.tensors.append(tensor)
+    embedding = len(graph.tensors) - 1
+    new_op = schema.OperatorT()
+    new_op.opcodeIndex, new_op.inputs, new_op.outputs = dequantize.opcodeIndex, [features], [embedding]
+    graph.operators.append(new_op)
+    graph.outputs = list(graph.outputs) + [embedding]
+    for signature in model_t.signatureDefs or []:
+        output = schema.TensorMapT()
+        output.name, output.tensorIndex = EMBEDDING_OUTPUT.encode(), embedding
+        signature.outputs = list(signature.outputs or []) + [output]
+    return _write(schema, model_t)
+
+
 def tflite_ops(path: str | Path) -> dict[str, int]:
     """Operator histogram of a .tflite file (in execution order of first appearance)."""
     from ai_edge_litert.interpreter import Interpreter
@@ -179,18 +216,26 @@ def tflite_io(path: str | Path) -> dict:
         return {"dtype": np.dtype(d["dtype"]).name, "shape": [int(v) for v in d["shape"]],
                 "scale": float(scale), "zero_point": int(zero_point)}
 
-    return {"input": describe(interpreter.get_input_details()[0]), "output": describe(interpreter.get_output_details()[0])}
+    outputs = interpreter.get_output_details()
+    io = {"input": describe(interpreter.get_input_details()[0]), "output": describe(outputs[0])}
+    if len(outputs) > 1:
+        io["embedding"] = {"index": 1, **describe(outputs[1])}
+    return io
 
 
 def int8_islands(path: str | Path) -> list[str]:
     """Problems in an int8 graph: layout shuffles or float islands (an empty list is a clean graph).
 
-    Allowed: one QUANTIZE at the input and one DEQUANTIZE into the float tail; forbidden: any
-    TRANSPOSE, a second DEQUANTIZE, or a QUANTIZE after the DEQUANTIZE (back into int8).
+    Allowed: one QUANTIZE at the input, one DEQUANTIZE into the float tail and DEQUANTIZE ops that
+    only produce a model output (the embedding); forbidden: any TRANSPOSE, a second DEQUANTIZE into
+    compute ops, or a QUANTIZE after the DEQUANTIZE (back into int8).
     """
     from ai_edge_litert.interpreter import Interpreter
 
-    ops = [d["op_name"] for d in Interpreter(model_path=str(path))._get_ops_details()]
+    interpreter = Interpreter(model_path=str(path))
+    outputs = {d["index"] for d in interpreter.get_output_details()}
+    ops = [d["op_name"] for d in interpreter._get_ops_details()
+           if not (d["op_name"] == "DEQUANTIZE" and set(d["outputs"]) <= outputs)]
     problems = [f"{ops.count('TRANSPOSE')} TRANSPOSE"] if "TRANSPOSE" in ops else []
     if ops.count("DEQUANTIZE") > 1:
         problems.append(f"{ops.count('DEQUANTIZE')} DEQUANTIZE")

@@ -39,16 +39,23 @@ def _set_torch_threads(threads: int) -> None:
 
 
 def run_benchmark(specs: Sequence[ModelSpec], queries: Queries, settings: Settings, reference: str,
-                  query_note: dict) -> dict:
-    """Time every spec at every thread count (interleaved), then measure accuracy at the highest count."""
+                  query_note: dict, field_queries: Queries | None = None) -> dict:
+    """Time every spec at every thread count (interleaved), then measure accuracy at the highest count.
+
+    `field_queries`: field versions of `queries` (artefact.field), measured in the same accuracy pass.
+    """
     started, cpu_started = time.perf_counter(), _cpu_seconds()
     latency: list[dict] = []
     logprobs: dict[str, np.ndarray] = {}
+    field_logprobs: dict[str, np.ndarray] = {}
     threads_sorted = sorted(set(settings.threads))
     accuracy_threads = settings.accuracy_threads if settings.accuracy_threads in threads_sorted else threads_sorted[-1]
     phases: dict[str, float] = {}
     tick = time.perf_counter()
-    queries.prepare([m.preprocess for s in specs if s.trained for m in (s.members or [s])])
+    contracts = [m.preprocess for s in specs if s.trained for m in (s.members or [s])]
+    queries.prepare(contracts)
+    if field_queries is not None and settings.accuracy:
+        field_queries.prepare(contracts)
     phases["preprocess_queries"] = time.perf_counter() - tick
     for threads in threads_sorted:
         _set_torch_threads(threads)
@@ -62,19 +69,15 @@ def run_benchmark(specs: Sequence[ModelSpec], queries: Queries, settings: Settin
         phases[f"latency_{threads}_threads"] = time.perf_counter() - tick
         tick = time.perf_counter()
         if settings.accuracy and threads == accuracy_threads:
-            for row in loaded:
-                if not row.spec.trained or row.spec.name in logprobs:
-                    continue
-                members = [m.name for m in row.spec.members]
-                if members and all(m in logprobs for m in members):
-                    probs = sum(np.exp(logprobs[m]) for m in members) / len(members)
-                    logprobs[row.spec.name] = np.log(np.maximum(probs, 1e-30))
-                else:
-                    logprobs[row.spec.name] = predict_all(row, queries, progress=settings.progress)
+            _accuracy_pass(loaded, queries, logprobs, settings.progress)
+            if field_queries is not None:
+                _accuracy_pass(loaded, field_queries, field_logprobs, settings.progress)
             phases["accuracy"] = time.perf_counter() - tick
         del loaded
         gc.collect()
     models = [_model_entry(s, logprobs, queries) for s in specs]
+    if field_queries is not None:
+        _add_field(models, field_logprobs, field_queries)
     _add_comparisons(models, latency, reference)
     return {
         "machine": machine_info(),
@@ -93,6 +96,27 @@ def run_benchmark(specs: Sequence[ModelSpec], queries: Queries, settings: Settin
         "cpu_seconds": round(_cpu_seconds() - cpu_started, 1),
         "phase_seconds": {k: round(v, 1) for k, v in phases.items()},
     }
+
+
+def _accuracy_pass(loaded: Sequence[Loaded], queries: Queries, logprobs: dict[str, np.ndarray], progress: bool) -> None:
+    """Log-probabilities of every trained row on `queries` into `logprobs` (ensembles from their members)."""
+    for row in loaded:
+        if not row.spec.trained or row.spec.name in logprobs:
+            continue
+        members = [m.name for m in row.spec.members]
+        if members and all(m in logprobs for m in members):
+            probs = sum(np.exp(logprobs[m]) for m in members) / len(members)
+            logprobs[row.spec.name] = np.log(np.maximum(probs, 1e-30))
+        else:
+            logprobs[row.spec.name] = predict_all(row, queries, progress=progress)
+
+
+def _add_field(models: list[dict], field_logprobs: dict[str, np.ndarray], field_queries: Queries) -> None:
+    """Field top-k of every measured row and its gap to the studio top-k, in points."""
+    for m in models:
+        if m["name"] in field_logprobs and m.get("accuracy"):
+            m["field_accuracy"] = topk_accuracy(field_logprobs[m["name"]], field_queries.targets, KS)
+            m["field_gap_points"] = {k: round(100 * (m["accuracy"][k] - v), 2) for k, v in m["field_accuracy"].items()}
 
 
 def _cpu_seconds() -> float:

@@ -1,6 +1,7 @@
 """artefact-bench: accuracy x latency x size of bundles, their exports and large models; CI accuracy gate."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import shlex
 import sys
@@ -68,6 +69,10 @@ def subsample(samples: list, limit: int | None) -> list:
 @click.option("--no-accuracy", is_flag=True, help="Latency, size and cost only.")
 @click.option("--accuracy-threads", type=click.IntRange(1),
               help="Which of --threads runs the accuracy pass (default: the highest; 1 is faster on a busy machine).")
+@click.option("--field", is_flag=True,
+              help="Also measure every trained row on field versions of the queries (object cut out onto clutter, "
+                   "photometric shifts, JPEG; see artefact.field): studio vs field top-k and the gap.")
+@click.option("--field-seed", default=0, show_default=True, help="Seed of the field photos (same seed, same photos).")
 @click.option("--check", "check_spec", metavar="THRESHOLDS",
               help="Accuracy gate: JSON/TOML file or inline 'top1=1,int8.top1=2,agreement=0.95' (top-k: allowed drop in "
                    "points vs the float source; agreement: min share of equal top-1). Exits 1 with a table of failures.")
@@ -78,7 +83,7 @@ def subsample(samples: list, limit: int | None) -> list:
               help="Report folder: bench.json, bench.md, bench.html, PNG plots.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def main(bundles, export_dirs, model_files, timm_models, ensemble, manifest, split, max_queries, threads_text, runs,
-         warmup, max_seconds, min_runs, reference, no_accuracy, accuracy_threads, check_spec, adb_binary, adb_serial, out, quiet) -> None:
+         warmup, max_seconds, min_runs, reference, no_accuracy, accuracy_threads, field, field_seed, check_spec, adb_binary, adb_serial, out, quiet) -> None:
     """Benchmark accuracy x latency x size of trained bundles, their exports and large models.
 
     \b
@@ -95,6 +100,8 @@ def main(bundles, export_dirs, model_files, timm_models, ensemble, manifest, spl
     thresholds = gating.load_thresholds(check_spec) if check_spec else None
     if thresholds is not None and no_accuracy:
         raise ArtefactError("--check compares accuracy: it cannot be used with --no-accuracy")
+    if field and no_accuracy:
+        raise ArtefactError("--field measures accuracy: it cannot be used with --no-accuracy")
     adb = _connect_adb(adb_binary, adb_serial)
 
     specs, loaded, skipped = _collect_specs(bundles, export_dirs, model_files, timm_models, ensemble, standalone=bool(manifest))
@@ -107,7 +114,11 @@ def main(bundles, export_dirs, model_files, timm_models, ensemble, manifest, spl
 
     settings = Settings(threads=threads, runs=runs, warmup=warmup, max_seconds=max_seconds, min_runs=min(min_runs, runs),
                         accuracy=not no_accuracy, accuracy_threads=accuracy_threads, progress=not quiet)
-    results = run_benchmark(specs, queries, settings, reference_name, query_note)
+    with contextlib.ExitStack() as scratch:
+        field_queries = _field_queries(queries, field_seed, Path(out), scratch) if field else None
+        if field:
+            query_note["field_seed"] = field_seed
+        results = run_benchmark(specs, queries, settings, reference_name, query_note, field_queries)
     results["command"] = "artefact-bench " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results["skipped"] = skipped
     if adb is not None:
@@ -167,6 +178,16 @@ def _select_queries(loaded, manifest, split: str, max_queries: int | None, progr
         else f"subsampled: every {len(split_samples) / len(chosen):.1f}-th query",
     }
     return Queries(chosen, label_ids, progress=progress), note
+
+
+def _field_queries(queries: Queries, seed: int, out: Path, scratch: contextlib.ExitStack) -> Queries:
+    """Field versions of the queries, written to a scratch folder that lives as long as `scratch`."""
+    from artefact.field import contact_sheet, field_tempdir, write_field_set
+
+    folder = Path(scratch.enter_context(field_tempdir()))
+    samples = write_field_set(queries.samples, folder / "field", seed, queries.progress)
+    contact_sheet(samples[:: max(1, len(samples) // 32)], out / "field_examples.png")
+    return Queries(samples, queries.label_ids, progress=queries.progress)
 
 
 def _gate(results: dict, thresholds: dict) -> dict:

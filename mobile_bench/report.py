@@ -57,6 +57,7 @@ def markdown(results: dict) -> str:
             f"{row['peak_rss_mb']:.0f} ({row['rss_delta_mb']:+.0f}) |"
         )
     lines += headline(results)
+    lines += field_section(results)
     notes = [f"- {m['name']}: {m['note']}" for m in results["models"] if m.get("note")]
     notes += [f"- {line}" for line in results.get("skipped", [])]
     agreement = [f"- {m['name']}: top-1 agreement with {m['source']} {m['agreement_with_source']:.2%}, "
@@ -117,6 +118,54 @@ def headline(results: dict) -> list[str]:
                      f"{', not trained' if not slow_m['trained'] else ''}], p50 {slow_r['p50_ms']:.0f} ms: the fastest "
                      f"trained model is {slow_r['p50_ms'] / fast_r['p50_ms']:.0f}x faster.")
     return lines
+
+
+def _field_models(results: dict) -> list[dict]:
+    return [m for m in results["models"] if m.get("field_accuracy")]
+
+
+def field_section(results: dict) -> list[str]:
+    """Studio vs field top-1/5 of every measured row (artefact-bench --field)."""
+    models = _field_models(results)
+    if not models:
+        return []
+    q = results["queries"]
+    lines = ["", "## Field conditions (studio vs field photos)", "",
+             f"Field versions of the same {q['used']} queries (seed {q.get('field_seed', 0)}): object cut out by its mask, "
+             "scaled 0.4-1.0, rotated +-30 deg onto a cluttered background, brightness/contrast/white-balance shift, blur, "
+             "JPEG (artefact.field; examples in field_examples.png).", "",
+             "| model | runtime | prec. | studio top-1 | field top-1 | gap top-1 (points) | studio top-5 | field top-5 | gap top-5 |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for m in models:
+        studio, field, gap = m["accuracy"], m["field_accuracy"], m["field_gap_points"]
+        lines.append(f"| {m['name']} | {m['runtime']} | {m['precision']} | {_pct(studio['top1'])} | {_pct(field['top1'])} | "
+                     f"{gap['top1']:.1f} | {_pct(studio['top5'])} | {_pct(field['top5'])} | {gap['top5']:.1f} |")
+    return lines
+
+
+def plot_field(results: dict, path: Path) -> Path:
+    """Studio vs field top-1 per model (bars)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    models = _field_models(results)
+    names = [f"{m['name'].split('/')[-1][:28]}\n{m['runtime']} {m['precision']}" for m in models]
+    x = range(len(models))
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.2 * len(models) + 2), 4.5), dpi=120)
+    ax.bar([i - 0.2 for i in x], [m["accuracy"]["top1"] * 100 for m in models], 0.4, label="studio")
+    ax.bar([i + 0.2 for i in x], [m["field_accuracy"]["top1"] * 100 for m in models], 0.4, label="field")
+    ax.set_xticks(list(x), names, fontsize=7)
+    ax.set_ylabel("top-1 (%)")
+    ax.set_ylim(0, 100)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    ax.set_title("Studio vs field photos")
+    fig.tight_layout()
+    _save(fig, path)
+    plt.close(fig)
+    return path
 
 
 def _save(fig, path: Path) -> Path:
@@ -227,7 +276,7 @@ def html_report(markdown_text: str, images: list[Path]) -> str:
 
 
 def write_all(results: dict, out: Path) -> dict[str, Path]:
-    """bench.json, bench.md, accuracy_vs_latency.png, topk.png, bench.html in `out` (each written atomically)."""
+    """bench.json, bench.md, accuracy_vs_latency.png, topk.png (field.png), bench.html in `out` (each written atomically)."""
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "bench.json", "markdown": out / "bench.md", "html": out / "bench.html"}
     atomic.write_json(paths["json"], results)
@@ -235,5 +284,9 @@ def write_all(results: dict, out: Path) -> dict[str, Path]:
     atomic.write_text(paths["markdown"], text)
     paths["plot"] = plot_accuracy_vs_latency(results, out / "accuracy_vs_latency.png")
     paths["topk"] = plot_topk(results, out / "topk.png")
-    atomic.write_text(paths["html"], html_report(text, [paths["plot"], paths["topk"]]))
+    images = [paths["plot"], paths["topk"]]
+    if _field_models(results):
+        paths["field"] = plot_field(results, out / "field.png")
+        images.append(paths["field"])
+    atomic.write_text(paths["html"], html_report(text, images))
     return paths

@@ -92,7 +92,10 @@ def test_model_tensors_are_what_the_config_says(android_assets):
     config = json.loads((android_assets / "artefact_config.json").read_text(encoding="utf-8"))
     interpreter = Interpreter(model_path=str(android_assets / "model.tflite"))
     interpreter.allocate_tensors()
-    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    (inp,), (out, embedding) = interpreter.get_input_details(), interpreter.get_output_details()
+    assert embedding["name"] == "embedding" and embedding["dtype"] == np.float32
+    assert int(np.prod(embedding["shape"][1:])) == config["embedding"]["dim"] == config["gallery"]["dim"]
+    assert config["embedding"]["output_index"] == 1
     c = config["input"]
     assert list(inp["shape"]) == [1, c["height"], c["width"], 3] and inp["dtype"] == np.uint8
     assert inp["quantization"][1] == c["quantization"]["zero_point"]
@@ -102,3 +105,81 @@ def test_model_tensors_are_what_the_config_says(android_assets):
     interpreter.invoke()
     probs = np.exp(interpreter.get_tensor(out["index"])[0])
     assert probs.sum() == pytest.approx(1.0, abs=0.02)  # log-probabilities, as the apps assume
+
+
+def _gallery_of(assets: Path) -> tuple[dict, np.ndarray]:
+    config = json.loads((assets / "artefact_config.json").read_text(encoding="utf-8"))
+    g = config["gallery"]
+    data = (assets / g["file"]).read_bytes()
+    assert len(data) == g["rows"] * g["dim"] and file_sha256(assets / g["file"]) == g["sha256"]
+    return config, np.frombuffer(data, np.int8).reshape(g["rows"], g["dim"])
+
+
+def _int8_outputs(assets: Path, photo: Path, bundle) -> tuple[np.ndarray, np.ndarray]:
+    from artefact.images import load_image
+    from artefact.runtimes import open_runner
+
+    logprobs, embedding = open_runner(assets / "model.tflite", bundle.preprocess).logprobs_and_embeddings(
+        bundle.preprocess.to_pixels(load_image(photo)))
+    return logprobs[0], embedding[0]
+
+
+def test_gallery_holds_every_catalogue_photo_and_finds_them(android_assets, tiny_bundle):
+    from artefact.data import read_manifest
+    from artefact_export.android import gallery_ranking
+
+    bundle = load_bundle(tiny_bundle)
+    config, values = _gallery_of(android_assets)
+    g = config["gallery"]
+    catalogue = [s for s in read_manifest(bundle.manifest) if s.split == "train"]
+    assert g["rows"] == len(catalogue) and -1 <= g["min_similarity"] <= 1
+    assert [o["object_id"] for o in g["objects"]] == bundle.label_ids
+    assert [o["label_index"] for o in g["objects"]] == list(range(len(bundle.labels)))
+    starts = np.cumsum([0] + [o["rows"] for o in g["objects"]])
+    assert [o["first_row"] for o in g["objects"]] == list(starts[:-1]) and starts[-1] == g["rows"]
+    assert all((android_assets / o["thumbnail"]).is_file() and not o["enrolled"] for o in g["objects"])
+    # a catalogue photo finds its own gallery row: similarity ~1 for its object, ranked first
+    for sample in catalogue[::7]:
+        answer = gallery_ranking(config, values, *_int8_outputs(android_assets, sample.path, bundle))
+        best = g["objects"][answer["matches"][0]]
+        assert best["object_id"] == sample.object_id and answer["similarities"][0] > 0.99, answer
+        assert answer["similarities"] == sorted(answer["similarities"], reverse=True)
+        assert answer["confident"] == (np.exp(_int8_outputs(android_assets, sample.path, bundle)[0][best["label_index"]])
+                                       >= config["threshold"]["min_probability"])
+
+
+def test_enrolled_objects_reach_the_app_gallery(tiny_bundle, onnx2tf_cache, tmp_path):
+    """artefact-enroll, then export: the apps' gallery ranks the new object and decides it by similarity."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from artefact.synth import generate
+    from artefact_export.android import gallery_ranking
+    from artefact_export.cli import main as export_main
+    from artefact_train.openset_cli import enroll_main
+
+    bundle_dir = Path(shutil.copytree(tiny_bundle, tmp_path / "bundle"))
+    root = generate(tmp_path / "more", objects=14, photos=5, size=96, seed=0)
+    photos = sorted((root / "images").rglob("figurine013-*.jpg"))
+    result = CliRunner().invoke(enroll_main, ["--bundle", str(bundle_dir), "--object", "figurine013", "--collection", "new", "-q",
+                                              *map(str, photos[:3])])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "assets"
+    result = CliRunner().invoke(export_main, ["--target", "android", "--bundle", str(bundle_dir), "--out", str(out),
+                                              "--no-parity", "--num-calibration", "16", "--quiet"])
+    assert result.exit_code == 0, result.output
+    config, values = _gallery_of(out)
+    new = config["gallery"]["objects"][-1]
+    assert (new["object_id"], new["collection"], new["enrolled"], new["label_index"], new["rows"]) == ("figurine013", "new", True, None, 3)
+    assert (out / new["thumbnail"]).is_file() and new["thumbnail"].startswith("thumbs/enrolled-")
+    bundle = load_bundle(bundle_dir)
+    answer = gallery_ranking(config, values, *_int8_outputs(out, photos[0], bundle))
+    assert answer["matches"][0] == len(config["gallery"]["objects"]) - 1 and answer["similarities"][0] > 0.99
+    assert answer["confident"] == (answer["similarities"][0] >= config["gallery"]["min_similarity"])
+    # --no-gallery: the head-only assets of before
+    result = CliRunner().invoke(export_main, ["--target", "android", "--bundle", str(bundle_dir), "--out", str(tmp_path / "plain"),
+                                              "--no-parity", "--num-calibration", "16", "--quiet", "--no-gallery"])
+    assert result.exit_code == 0, result.output
+    plain = json.loads((tmp_path / "plain" / "artefact_config.json").read_text())
+    assert "gallery" not in plain and not (tmp_path / "plain" / "gallery.bin").exists()

@@ -1,7 +1,7 @@
 """The Android app's pure logic (android_demo/core, plain Kotlin/JVM) compiled with kotlinc and run
 with JUnit 4, including the golden test: its preprocessing of sample photos equals
-`artefact.contract.Preprocess.to_pixels` within one step, and its config parser reading the assets
-that `artefact-export --target android` really writes.
+`artefact.contract.Preprocess.to_pixels` within one step, and its config parser (and embedding
+gallery, when exported) reading the assets that `artefact-export --target android` really writes.
 """
 from __future__ import annotations
 
@@ -82,3 +82,6 @@ def test_kotlin_core_unit_golden_and_assets(android_assets, tmp_path):
     golden = re.findall(r"GOLDEN (\S+) max_diff=(\d+)", run.stdout)
     assert len(golden) == n_cases and all(int(d) <= 1 for _, d in golden), golden
     assert re.search(r"ASSETS ok labels=\d+", run.stdout), "exported-assets test did not run"
+    gallery = json.loads((android_assets / "artefact_config.json").read_text(encoding="utf-8")).get("gallery")
+    if gallery:  # the app's Gallery loads gallery.bin (size, sha256) and finds row 0's object first
+        assert f"GALLERY ok objects={len(gallery['objects'])} rows={gallery['rows']}" in run.stdout, "gallery check did not run"

@@ -71,6 +71,31 @@ def test_bench_writes_every_report_and_passes_the_gate(tiny_bundle, exports, tmp
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_field_flag_measures_every_row_on_field_photos(tiny_bundle, exports, tmp_path):
+    out = tmp_path / "bench"
+    result = _bench(tiny_bundle, out, "--exports", exports["good"], "--max-queries", "16", "--field", "--field-seed", "3")
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "bench.json").read_text())
+    assert results["queries"]["field_seed"] == 3
+    rows = {m["kind"]: m for m in results["models"]}
+    for row in rows.values():
+        studio, field = row["accuracy"], row["field_accuracy"]
+        assert set(field) == set(studio) and all(0 <= v <= 1 for v in field.values())
+        assert field["top1"] <= field["top10"]
+        assert row["field_gap_points"]["top1"] == pytest.approx(100 * (studio["top1"] - field["top1"]), abs=0.01)
+    # the ONNX export sees the same field photos as its source bundle
+    assert abs(rows["export"]["field_accuracy"]["top1"] - rows["bundle"]["field_accuracy"]["top1"]) <= 1 / 16 + 1e-9
+    assert "## Field conditions" in (out / "bench.md").read_text()
+    assert (out / "bench.html").read_text().count("data:image/png;base64,") == 3
+    for png in ("field.png", "field_examples.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_field_flag_needs_accuracy(tiny_bundle, tmp_path):
+    result = _bench(tiny_bundle, tmp_path / "bench", "--field", "--no-accuracy")
+    assert_one_line_error(result, "--field measures accuracy")
+
+
 def test_gate_fails_with_a_table_when_an_export_lost_accuracy(tiny_bundle, exports, tmp_path):
     out = tmp_path / "bench"
     result = _bench(tiny_bundle, out, "--exports", exports["good"], "--exports", exports["broken"], "--no-ensemble",

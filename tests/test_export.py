@@ -203,7 +203,8 @@ def test_int8_io_and_quantisation(exported, bundle):
 def test_int8_graph_has_no_islands(exported):
     out, _ = exported
     ops = tflite_export.tflite_ops(out / "model_int8.tflite")
-    assert "TRANSPOSE" not in ops and ops.get("QUANTIZE") == 1 and ops.get("DEQUANTIZE") == 1
+    # one DEQUANTIZE into the float classifier tail, one producing the "embedding" output
+    assert "TRANSPOSE" not in ops and ops.get("QUANTIZE") == 1 and ops.get("DEQUANTIZE") == 2
     assert tflite_export.int8_islands(out / "model_int8.tflite") == []
     assert "TRANSPOSE" not in tflite_export.tflite_ops(out / "model_fp32.tflite")
 
@@ -221,6 +222,28 @@ def test_int8_islands_detects_a_float_island(exported, tmp_path):
     path = tmp_path / "island.tflite"
     path.write_bytes(tflite_export._write(schema, model_t))
     assert any("float island" in p for p in tflite_export.int8_islands(path))
+
+
+def test_int8_embedding_output_is_the_pooled_features(exported, bundle):
+    """Output 1 of the int8 model is the backbone's pooled features (the gallery embedding), int8-accurate."""
+    import torch
+
+    from artefact.images import load_image
+    from artefact.data import read_manifest
+
+    out, result = exported
+    runner = open_runner(out / "model_int8.tflite", bundle.preprocess)
+    assert runner.has_embedding and result["files"]["model_int8.tflite"]["embedding"]["dtype"] == "float32"
+    photos = [s for s in read_manifest(bundle.manifest) if s.split == "test"][:6]
+    pixels = np.stack([bundle.preprocess.to_pixels(load_image(s.path)) for s in photos])
+    logprobs, embeddings = runner.logprobs_and_embeddings(pixels)
+    np.testing.assert_allclose(logprobs, runner.logprobs(pixels), atol=1e-6)
+    with torch.no_grad():
+        features = bundle.model.eval().features(torch.from_numpy(bundle.preprocess.normalize(pixels))).numpy()
+    assert embeddings.shape == features.shape
+    cosine = (embeddings * features).sum(1) / np.linalg.norm(embeddings, axis=1) / np.linalg.norm(features, axis=1)
+    assert cosine.min() > 0.9, cosine
+    assert not open_runner(out / "model_fp32.tflite", bundle.preprocess).has_embedding  # float models: log-probs only
 
 
 def test_tflite_runner_feeds_raw_pixels_to_int8(exported, bundle):

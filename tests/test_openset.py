@@ -21,7 +21,7 @@ from helpers import assert_one_line_error, run_cli
 @pytest.fixture(scope="module")
 def all_manifest(tiny_bundle, tmp_path_factory) -> Path:
     """The tiny bundle's own manifest plus 4 objects it never saw (split by the museum protocol)."""
-    root = generate(tmp_path_factory.mktemp("wider") / "cat", objects=16, photos=8, size=96, seed=0)
+    root = generate(tmp_path_factory.mktemp("wider") / "cat", objects=16, photos=12, size=96, seed=0)
     known = read_manifest(load_bundle(tiny_bundle).manifest)
     new = [s for s in load_samples(root) if s.object_id not in {k.object_id for k in known}]
     return write_manifest(known + museum_protocol(new, seed=0), tmp_path_factory.mktemp("manifests") / "all.csv")
@@ -69,7 +69,7 @@ def test_fused_groups_and_fusion():
 
 def test_measure_reports_enrolment_rejection_and_fusion(tiny_bundle, all_manifest, tmp_path):
     result = run_cli(openset_main, ["measure", "--bundle", tiny_bundle, "--manifest", all_manifest, "--shots", "2",
-                                    "--out", tmp_path / "report", "-q"])
+                                    "--fuse", "2", "--out", tmp_path / "report", "-q"])
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "report" / "openset.json").read_text())
     assert report["trained_objects"] == 12 and report["held_out"] == ["coin014", "figurine013", "tablet015", "vessel012"]
@@ -81,7 +81,14 @@ def test_measure_reports_enrolment_rejection_and_fusion(tiny_bundle, all_manifes
         r = report["rejection"][score]
         assert 0 <= r["auroc"] <= 1 and 0 <= r["calibrated_false_match_rate"] <= 1
     assert report["fusion"]["groups"] > 0 and report["fusion"]["head_fused"]["top1"] is not None
-    assert "## Unknown-object rejection" in (tmp_path / "report" / "openset.md").read_text()
+    fused = report["rejection_fused"]
+    assert 0 <= fused["auroc"] <= 1 and fused["photos_per_query"] == 2
+    assert fused["calibrated_threshold"] == report["rejection"]["probability"]["calibrated_threshold"]
+    markdown = (tmp_path / "report" / "openset.md").read_text()
+    assert "## Unknown-object rejection" in markdown and "2 photos fused" in markdown
+    roc = report["rejection"]["probability"]["roc"]
+    assert roc["known_recall"] == sorted(roc["known_recall"]) and roc["known_recall"][-1] == 1.0
+    assert (tmp_path / "report" / "rejection_roc.png").read_bytes()[:4] == b"\x89PNG"
     # field queries run the same measurement on cluttered versions of the test photos
     result = run_cli(openset_main, ["measure", "--bundle", tiny_bundle, "--manifest", all_manifest, "--field",
                                     "--out", tmp_path / "field", "-q"])
@@ -111,8 +118,9 @@ def test_gallery_calibrate_and_no_match(tiny_bundle, tmp_path):
     Image.new("RGB", (96, 96), (128, 128, 128)).save(grey)
     answer = json.loads(run_cli(predict_main, [grey, "--bundle", bundle, "--json"]).output)
     assert answer["decision"] in ("match", "no match")
-    best = answer["matches"][0]["similarity"]
-    assert (answer["decision"] == "no match") == (best < gallery.threshold["similarity"])
+    best = answer["matches"][0]  # a trained object: decided by the head's probability
+    assert best["probability"] is not None
+    assert (answer["decision"] == "no match") == (best["probability"] < gallery.threshold["probability"])
     # rebuilding keeps the threshold and the storage choice is explicit
     assert "threshold kept" in run_cli(openset_main, ["gallery", "--bundle", bundle, "-q"]).output
 

@@ -2,8 +2,10 @@
 
 Serves the PWA and the assets on 127.0.0.1, drives Chromium with playwright-core
 (android_demo/pwa/test/e2e.mjs) and checks that for each test photo the PWA's top-1 equals the
-Python LiteRT interpreter's top-1 (`artefact.runtimes.open_runner`) on the same file; plus bad
-input (undecodable photo, no camera, missing assets, model/label mismatch) and offline start.
+Python LiteRT interpreter's top-1 on the same file (with an embedding gallery in the assets: the
+gallery object ranked first by `artefact_export.android.gallery_ranking`, else the head's top-1);
+plus bad input (undecodable photo, no camera, missing assets, model/label mismatch, a gallery.bin
+from another export) and offline start.
 Also runs the Node unit tests of the PWA's pure modules, including the preprocessing golden check.
 """
 from __future__ import annotations
@@ -26,7 +28,7 @@ from test_android_core import golden_cases
 ROOT = Path(__file__).resolve().parents[1]
 PWA = ROOT / "android_demo" / "pwa"
 sys.path.insert(0, str(PWA / "test"))
-from pwa_harness import CHROMIUM, python_reference, run_browser, serve  # noqa: E402
+from pwa_harness import CHROMIUM, object_ids, python_reference, run_browser, serve  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -62,13 +64,19 @@ def test_pwa_end_to_end_matches_python_litert(browser_tools, android_assets, syn
     shutil.copytree(android_assets, mismatch)
     labels = (mismatch / "labels.txt").read_text().splitlines()
     (mismatch / "labels.txt").write_text("\n".join(labels[:-1]) + "\n")
+    config = json.loads((android_assets / "artefact_config.json").read_text())
+    sites = {"app": android_assets, "missing": missing, "mismatch": mismatch}
+    if config.get("gallery"):  # a gallery.bin one byte short: refused at start-up
+        sites["bad_gallery"] = Path(shutil.copytree(android_assets, tmp_path / "bad-gallery"))
+        gallery_bin = sites["bad_gallery"] / config["gallery"]["file"]
+        gallery_bin.write_bytes(gallery_bin.read_bytes()[:-1])
 
-    with serve({"app": android_assets, "missing": missing, "mismatch": mismatch}) as url:
-        report = run_browser({"base": f"{url}/app/", "missing_base": f"{url}/missing/", "mismatch_base": f"{url}/mismatch/",
+    with serve(sites) as url:
+        report = run_browser({"base": f"{url}/app/", **{f"{k}_base": f"{url}/{k}/" for k in sites if k != "app"},
                               "images": [str(p) for p in photos], "bad_file": str(bad)}, tmp_path, timeout_s=240)
     assert report["start"]["state"] == "ready", report
+    print(f"\nLiteRT.js outputs: {report['outputs']}")
 
-    config = json.loads((android_assets / "artefact_config.json").read_text())
     tops, py_ms = python_reference(android_assets, photos)
     browser_tops = [r.get("top") for r in report["images"]]
     print(f"\nPWA top-5: {browser_tops}\nPython top-5: {tops}")
@@ -76,8 +84,13 @@ def test_pwa_end_to_end_matches_python_litert(browser_tools, android_assets, syn
         assert ours is not None, f"{photo.name}: {report['images']}"
         assert ours[0] == theirs[0], f"{photo.name}: PWA top-1 {ours[0]} != Python LiteRT top-1 {theirs[0]}"
     first = report["images"][0]
-    ids = [l["object_id"] for l in config["labels"]]
-    assert len(first["shown"]) == min(5, len(ids)) and first["shown"][0] == f"1. {ids[first['top'][0]]}"
+    ids = object_ids(config)
+    assert len(first["shown"]) == min(config["top_k"], len(ids)) and first["shown"][0] == f"1. {ids[first['top'][0]]}"
+    if config.get("gallery"):
+        assert report["outputs"]["slots"]["embedding"] is not None, report["outputs"]
+        for r in report["images"]:
+            assert None not in r["similarities"] and r["similarities"] == sorted(r["similarities"], reverse=True), r
+        assert "bytes but the config says" in report["bad_gallery"]["status"], report["bad_gallery"]
     assert report["history_items"] == len(photos)
 
     browser_ms = [r["inference_ms"] for r in report["images"]]
@@ -88,7 +101,7 @@ def test_pwa_end_to_end_matches_python_litert(browser_tools, android_assets, syn
     assert "broken.jpg" in report["bad_file"]["error"] and "cannot decode" in report["bad_file"]["error"]
     assert report["camera_denied"]["state"] == "error" and "permission denied" in report["camera_denied"]["status"]
     assert report["camera_granted"]["state"] == "camera", report["camera_granted"]
-    assert report["camera_result"]["origin"] == "camera" and len(report["camera_result"]["top"]) == min(5, len(ids))
+    assert report["camera_result"]["origin"] == "camera" and len(report["camera_result"]["top"]) == min(config["top_k"], len(ids))
     assert report["offline_start"]["state"] == "ready", report["offline_start"]
     assert report["offline_image"]["top"][0] == tops[0][0]
     assert report["missing"]["state"] == "error" and "artefact_config.json: missing" in report["missing"]["status"]

@@ -51,9 +51,10 @@ def test_ensemble_of_identical_bundles_equals_single(tiny_bundle):
     assert set(single["per_catalogue_size"]) and set(single["per_collection"]) == {"coins", "figurines", "tablets", "vessels"}
 
 
-def test_resume_after_interruption_continues_the_same_run(synth_root, tmp_path, monkeypatch):
+@pytest.mark.parametrize("metric_loss", ["none", "arcface"])
+def test_resume_after_interruption_continues_the_same_run(synth_root, tmp_path, monkeypatch, metric_loss):
     config = loop.TrainConfig(data=str(synth_root), out=str(tmp_path / "run"), input_size=48, epochs=2,
-                              batch_size=16, seed=3, device="cpu")
+                              batch_size=16, seed=3, device="cpu", metric_loss=metric_loss)
     real_evaluate = loop.evaluate_split
     calls = {"n": 0}
 
@@ -68,12 +69,28 @@ def test_resume_after_interruption_continues_the_same_run(synth_root, tmp_path, 
         loop.train(config, progress=False, mark_as_latest=False)
     assert not (tmp_path / "run").exists()  # no half-written bundle
     assert (tmp_path / ".run.resume" / "state.pt").is_file()
+    saved = torch.load(tmp_path / ".run.resume" / "state.pt", weights_only=True)
+    assert ("metric" in saved) == (metric_loss == "arcface")  # the ArcFace class centres resume too
 
     monkeypatch.setattr(loop, "evaluate_split", real_evaluate)
     loop.train(config, resume=True, progress=False, mark_as_latest=False)
-    history = read_meta(tmp_path / "run")["metrics"]["history"]
-    assert [h["epoch"] for h in history] == [1, 2]
+    meta = read_meta(tmp_path / "run")
+    assert [h["epoch"] for h in meta["metrics"]["history"]] == [1, 2]
+    assert meta["train_config"]["metric_loss"] == metric_loss
     assert not (tmp_path / ".run.resume" / "state.pt").exists()
+
+
+def test_arcface_loss_rewards_embeddings_near_their_class():
+    config = loop.TrainConfig(data="-", out="-", metric_loss="arcface")
+    metric = loop.build_metric_loss(config, num_classes=4, dim=8)
+    centres = metric.W.detach().T.reshape(4, 3, 8)[:, 0]  # sub-centre 0 of each class
+    labels = torch.arange(4).repeat(4)
+    near = metric(centres[labels] + 0.01 * torch.randn(16, 8), labels)
+    far = metric(centres[(labels + 1) % 4], labels)
+    assert near < far
+    assert loop.build_metric_loss(loop.TrainConfig(data="-", out="-"), 4, 8) is None
+    with pytest.raises(ArtefactError, match="unknown metric loss"):
+        loop.build_metric_loss(loop.TrainConfig(data="-", out="-", metric_loss="triplet"), 4, 8)
 
 
 def test_resume_refuses_a_different_run(synth_root, tmp_path):

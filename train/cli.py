@@ -42,21 +42,26 @@ log = logging.getLogger("artefact")
 @click.option("--min-images", default=3, show_default=True, type=click.IntRange(1), help="Drop objects with fewer photos.")
 @click.option("--augment", type=click.Choice(["standard", "field", "none"]), default="standard", show_default=True,
               help="field: also composite objects onto cluttered backgrounds (masks/ beside images/, else a heuristic) with strong photometric jitter.")
+@click.option("--metric-loss", type=click.Choice(["none", "arcface"]), default="none", show_default=True,
+              help="arcface: also train the pooled features with sub-center ArcFace (better gallery embeddings for "
+                   "enrolled and unknown objects).")
+@click.option("--metric-weight", default=1.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Weight of the metric loss next to the paper's NLL loss.")
 @click.option("--seed", default=0, show_default=True)
 @click.option("--device", default=default_device(), show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--max-minutes", type=float, help="Stop after this many minutes (keeps the best epoch).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run into the same --out.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def train_main(data, out, backbone, weights, no_pretrained, input_size, epochs, batch_size, lr, head_lr, patience,
-               min_images, augment, seed, device, max_minutes, resume, quiet) -> None:
+               min_images, augment, metric_loss, metric_weight, seed, device, max_minutes, resume, quiet) -> None:
     """Train a recognition model (the Durham study's head and loss) and write a model bundle."""
     setup_logging()
     if weights and no_pretrained:
         raise ArtefactError("--weights and --no-pretrained contradict each other")
     config = TrainConfig(data=str(data), out=str(out), backbone=backbone, weights=weights, pretrained=not no_pretrained,
                          input_size=input_size, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr,
-                         patience=patience, min_images=min_images, augment=augment, seed=seed, device=device,
-                         max_minutes=max_minutes)
+                         patience=patience, min_images=min_images, augment=augment, metric_loss=metric_loss,
+                         metric_weight=metric_weight, seed=seed, device=device, max_minutes=max_minutes)
     path = train(config, resume=resume, progress=not quiet)
     meta = json.loads((path / "bundle.json").read_text())
     m = meta["metrics"]

@@ -47,6 +47,8 @@ class TrainConfig:
     min_images: int = 3
     seed: int = 0
     augment: str = "standard"
+    metric_loss: str = "none"  # "arcface": sub-center ArcFace on the pooled features, added to the paper's loss
+    metric_weight: float = 1.0
     device: str = field(default_factory=default_device)
     max_minutes: float | None = None
 
@@ -104,12 +106,33 @@ def prepare_splits(config: TrainConfig, progress: bool = True) -> list[Sample]:
     return samples
 
 
-def build_optimizer(model: ArtefactNet, config: TrainConfig) -> torch.optim.Optimizer:
-    """Adam; the pretrained backbone at the paper's lr, the fresh head at `head_lr`."""
-    return torch.optim.Adam([
+METRIC_LOSSES = ("none", "arcface")
+
+
+def build_metric_loss(config: TrainConfig, num_classes: int, dim: int) -> torch.nn.Module | None:
+    """Sub-center ArcFace (pytorch-metric-learning) on the pooled features, or None.
+
+    It shapes the embedding the gallery uses (enrolment, unknown rejection) with an angular margin;
+    its class centres are training-only and are not saved in the bundle.
+    """
+    if config.metric_loss not in METRIC_LOSSES:
+        raise ArtefactError(f"unknown metric loss {config.metric_loss!r} (choose from {', '.join(METRIC_LOSSES)})")
+    if config.metric_loss == "none":
+        return None
+    from pytorch_metric_learning.losses import SubCenterArcFaceLoss
+
+    return SubCenterArcFaceLoss(num_classes=num_classes, embedding_size=dim)
+
+
+def build_optimizer(model: ArtefactNet, config: TrainConfig, metric: torch.nn.Module | None = None) -> torch.optim.Optimizer:
+    """Adam; the pretrained backbone at the paper's lr, the fresh head (and metric centres) at `head_lr`."""
+    groups = [
         {"params": model.backbone.parameters(), "lr": config.lr},
         {"params": model.head.parameters(), "lr": config.head_lr},
-    ])
+    ]
+    if metric is not None:
+        groups.append({"params": metric.parameters(), "lr": config.head_lr})
+    return torch.optim.Adam(groups)
 
 
 @torch.no_grad()
@@ -147,7 +170,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, mark
     preprocess = default_preprocess(config.backbone, config.input_size)
 
     model = create_model(config.backbone, len(labels), pretrained=(config.weights or config.pretrained)).to(config.device)
-    optimizer = build_optimizer(model, config)
+    metric = build_metric_loss(config, len(labels), model.num_features)
+    if metric is not None:
+        metric = metric.to(config.device)
+    optimizer = build_optimizer(model, config, metric)
     weights = class_weights(train_samples, label_index).to(config.device)
     train_loader = torch.utils.data.DataLoader(
         (MaskedPhotoDataset if config.augment == "field" else PhotoDataset)(
@@ -164,6 +190,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, mark
         if state["labels"] != [asdict(l) for l in labels]:
             raise ArtefactError(f"{resume_path}: saved run has different labels than {config.data}; cannot resume")
         model.load_state_dict(state["model"])
+        if metric is not None:
+            metric.load_state_dict(state["metric"])
         optimizer.load_state_dict(state["optimizer"])
         best_state, best, history = state["best_model"], state["best"], state["history"]
         start_epoch, stale = state["epoch"] + 1, state["stale"]
@@ -179,8 +207,11 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, mark
         for x, y in bar:
             x, y = x.to(config.device), y.to(config.device)
             with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=config.device.startswith("cuda")):
-                logprobs = model(x)
+                features = model.features(x)
+                logprobs = torch.log_softmax(model.head(features), dim=1)
             loss = torch.nn.functional.nll_loss(logprobs.float(), y, weight=weights)
+            if metric is not None:
+                loss = loss + config.metric_weight * metric(features.float(), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -203,7 +234,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, mark
         log.info("epoch %d: train loss %.3f top-1 %.3f | val loss %.3f top-1 %.3f top-5 %.3f%s",
                  epoch + 1, record["train_loss"], record["train_top1"], val["loss"], val["top1"], val["top5"],
                  "  (best)" if improved else "")
-        _save_resume_state(resume_path, model, optimizer, labels, config, epoch, best_state, best, history, stale)
+        _save_resume_state(resume_path, model, optimizer, labels, config, epoch, best_state, best, history, stale, metric)
         out_of_time = config.max_minutes is not None and (time.time() - started) / 60 > config.max_minutes
         if stale >= config.patience or out_of_time:
             log.info("stopping early after epoch %d (%s)", epoch + 1, "time budget" if out_of_time else "no improvement")
@@ -223,10 +254,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True, mark
     return out
 
 
-def _save_resume_state(path: Path, model, optimizer, labels, config, epoch, best_state, best, history, stale) -> None:
+def _save_resume_state(path: Path, model, optimizer, labels, config, epoch, best_state, best, history, stale,
+                       metric=None) -> None:
     state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "labels": [asdict(l) for l in labels],
              "config": json.dumps(asdict(config)), "epoch": epoch, "best_model": best_state, "best": best,
              "history": history, "stale": stale, "rng": torch.get_rng_state()}
+    if metric is not None:
+        state["metric"] = metric.state_dict()
     with atomic.atomic_path(path) as tmp:
         torch.save(state, tmp)
 
@@ -240,7 +274,7 @@ def _load_resume_state(path: Path, config: TrainConfig) -> dict | None:
     except Exception as err:  # noqa: BLE001
         raise ArtefactError(f"{path}: cannot read resume state ({type(err).__name__}); delete it to start afresh") from None
     saved = json.loads(state["config"])
-    for key in ("backbone", "seed", "data", "input_size"):
+    for key in ("backbone", "seed", "data", "input_size", "metric_loss"):
         if saved.get(key) != getattr(config, key):
             raise ArtefactError(f"{path}: saved run used {key}={saved.get(key)!r}, not {getattr(config, key)!r}; cannot resume")
     return state

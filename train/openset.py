@@ -29,7 +29,7 @@ from artefact.bundle import Bundle, bundle_fingerprint
 from artefact.data import Sample, natural_key, select_split
 from artefact.errors import ArtefactError
 from artefact.gallery import (
-    Gallery, GalleryObject, dequantize_int8, embed_and_predict, fit_projection, quantize_int8, save_gallery,
+    Gallery, GalleryObject, calibrate, dequantize_int8, embed_and_predict, fit_projection, quantize_int8, save_gallery,
 )
 from artefact.infer import topk_accuracy
 
@@ -63,19 +63,15 @@ def fmr_at_recall(known: np.ndarray, unknown: np.ndarray, recall: float = 0.95) 
     return threshold, float(np.mean(unknown >= threshold))
 
 
-def calibrate(known_scores: np.ndarray, recall: float = 0.95) -> float:
-    """Threshold that keeps `recall` of known objects' validation photos above it."""
-    if len(known_scores) == 0:
-        raise ArtefactError("no validation photos to calibrate the threshold on")
-    return float(np.quantile(known_scores, 1 - recall, method="lower"))
-
-
 def rejection_metrics(known: np.ndarray, unknown: np.ndarray, calibrated: float, recall: float = 0.95) -> dict:
     """AUROC, oracle and calibrated operating points of one score (higher = more likely known)."""
+    if len(known) == 0 or len(unknown) == 0:
+        raise ArtefactError(f"rejection needs photos of both known and unknown objects (have {len(known)} and {len(unknown)})")
     labels = np.r_[np.ones(len(known)), np.zeros(len(unknown))]
     oracle, oracle_fmr = fmr_at_recall(known, unknown, recall)
     return {
         "auroc": float(_roc_auc(labels, np.r_[known, unknown])),
+        "roc": _roc_points(labels, np.r_[known, unknown]),
         "oracle_threshold": oracle,
         f"fmr_at_{round(recall * 100)}_recall": oracle_fmr,
         "calibrated_threshold": calibrated,
@@ -222,6 +218,12 @@ def measure(bundle: Bundle, samples: Sequence[Sample], shots: int = 3, fuse: int
     group_targets = np.array([index[test[g[0]].object_id] for g in groups], dtype=int)
     group_known = np.array([test[g[0]].object_id in known for g in groups], dtype=bool)
     fused_scores = full.scores(fuse_embeddings(test_emb, groups), method)
+    fused_probability = np.exp(fuse_logprobs(test_logp, groups)).max(1) if groups else np.zeros(0)
+    if group_known.any() and not group_known.all():  # several photos of one suspect object: mean probability
+        report["rejection_fused"] = rejection_metrics(
+            fused_probability[group_known], fused_probability[~group_known],
+            report["rejection"]["probability"]["calibrated_threshold"], recall)
+        report["rejection_fused"]["photos_per_query"] = fuse
     head_groups = [g for g, k in zip(groups, group_known) if k]
     head_targets = np.array([head_index[test[g[0]].object_id] for g in head_groups], dtype=int)
     report["fusion"] = {
@@ -278,7 +280,7 @@ def markdown(report: dict) -> str:
     e = report["enrolment"][f"{shots}_photos"]
     lines += ["", f"Enrolled ({shots} photos) top-1 relative to trained objects: {pct(e['enrolled_vs_trained_head'])} of the "
               f"head's, {pct(e['enrolled_vs_trained_gallery'])} of the gallery's (target >= 85%).", "",
-              "## Unknown-object rejection (held-out objects as unknowns)", "",
+              "## Unknown-object rejection (held-out objects as unknowns)", "", "![ROC](rejection_roc.png)", "",
               f"| score | AUROC | false matches at {report['rejection']['recall_target']:.0%} known recall (oracle) | "
               "calibrated threshold (val) | known recall | false matches |", "|---|---:|---:|---:|---:|---:|"]
     for name in SCORES:
@@ -286,6 +288,11 @@ def markdown(report: dict) -> str:
         fmr = next(v for k, v in r.items() if k.startswith("fmr_at_"))
         lines.append(f"| max {name} | {r['auroc']:.3f} | {pct(fmr)} | {r['calibrated_threshold']:.3f} | "
                      f"{pct(r['calibrated_known_recall'])} | {pct(r['calibrated_false_match_rate'])} |")
+    if "rejection_fused" in report:
+        r = report["rejection_fused"]
+        fmr = next(v for k, v in r.items() if k.startswith("fmr_at_"))
+        lines.append(f"| max probability, {r['photos_per_query']} photos fused | {r['auroc']:.3f} | {pct(fmr)} | "
+                     f"{r['calibrated_threshold']:.3f} | {pct(r['calibrated_known_recall'])} | {pct(r['calibrated_false_match_rate'])} |")
     lines += ["", f"## Gallery storage (enrolled with {shots} photos)", "",
               "| storage | dim | bytes per photo | trained top-1 | enrolled top-1 | enrolled top-5 |", "|---|---:|---:|---:|---:|---:|"]
     for name, c in report.get("compression", {}).items():
@@ -305,6 +312,8 @@ def write_report(report: dict, out: Path, stem: str = "openset") -> dict[str, Pa
     paths = {"json": out / f"{stem}.json", "markdown": out / f"{stem}.md"}
     atomic.write_text(paths["json"], json.dumps(report, indent=2) + "\n")
     atomic.write_text(paths["markdown"], markdown(report) if stem == "openset" else scale_markdown(report))
+    if stem == "openset":
+        paths["roc"] = plot_roc(report, out / "rejection_roc.png")
     return paths
 
 
@@ -425,6 +434,46 @@ def field_headline(summary: dict) -> str:
     return (f"studio top-1 {summary['studio_top1']:.1%} top-5 {summary['studio_top5']:.1%} | field top-1 "
             f"{summary['field_top1']:.1%} top-5 {summary['field_top5']:.1%} | gap {summary['gap_top1_points']:.1f} "
             f"points top-1 (field photos seed {summary['seed']}; {summary['report']})")
+
+
+def _roc_points(labels, scores, points: int = 101) -> dict[str, list[float]]:
+    """The ROC curve (false match rate -> known recall) at `points` evenly spaced false match rates."""
+    from sklearn.metrics import roc_curve
+
+    if len(np.unique(labels)) < 2:
+        return {"false_match_rate": [], "known_recall": []}
+    fpr, tpr, _ = roc_curve(labels, scores)
+    grid = np.linspace(0, 1, points)
+    return {"false_match_rate": [round(float(v), 4) for v in grid],
+            "known_recall": [round(float(v), 4) for v in np.interp(grid, fpr, tpr)]}
+
+
+def plot_roc(report: dict, path: Path) -> Path:
+    """ROC curves of the rejection scores: known objects accepted vs unknown objects falsely matched."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    curves = {f"max {name}": report["rejection"][name] for name in SCORES}
+    if "rejection_fused" in report:
+        curves[f"max probability, {report['rejection_fused']['photos_per_query']} photos fused"] = report["rejection_fused"]
+    fig, ax = plt.subplots(figsize=(5.5, 5), dpi=120)
+    for label, r in curves.items():
+        if r.get("roc", {}).get("false_match_rate"):
+            ax.plot(r["roc"]["false_match_rate"], r["roc"]["known_recall"], label=f"{label} (AUROC {r['auroc']:.3f})")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=1)
+    ax.axhline(report["rejection"]["recall_target"], color="grey", linestyle="--", linewidth=1)
+    ax.set_xlabel("unknown objects falsely matched")
+    ax.set_ylabel("known objects accepted")
+    ax.set_title("Unknown-object rejection (held-out objects)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    with atomic.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
+    return path
 
 
 def _roc_auc(labels, scores) -> float:

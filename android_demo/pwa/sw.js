@@ -1,7 +1,9 @@
-// Offline cache: the app shell is cached at install; everything else (LiteRT wasm, model, thumbnails)
-// is cached on first use. The config and labels are network-first so a re-export is picked up when
-// online; model and thumbnails are requested with a ?v=<hash> so a new export gets new cache keys.
-const CACHE = 'artefact-v1';
+// Offline cache: the app shell is cached at install; everything else (LiteRT wasm, model, gallery.bin
+// when the assets have an embedding gallery, thumbnails) is cached on first use, and app.js also puts
+// them all in after a start-up (keepOffline). The config and labels are network-first so a re-export is
+// picked up when online; model, gallery.bin and thumbnails are requested with a ?v=<hash> so a new
+// export gets new cache keys. Bump CACHE (and OFFLINE_CACHE in app.js) when the shell changes.
+const CACHE = 'artefact-v2';
 const SHELL = [
   './', './index.html', './styles.css', './manifest.webmanifest', './icons/icon-192.png', './icons/icon-512.png',
   './src/app.js', './src/config.js', './src/preprocess.js', './src/ranking.js',

@@ -1,18 +1,19 @@
 // The field client: load the exported assets, run model.tflite with LiteRT.js (CPU / XNNPACK wasm),
-// show the top-k view, keep a local history. Every failure ends as a message on screen.
+// rank by the embedding gallery when the assets have one (else by the head's top-k), show the top-k
+// view, keep a local history. Every failure ends as a message on screen.
 import { loadLiteRt, loadAndCompile, Tensor } from '@litertjs/core';
-import { AssetError, parseConfig, checkModel, sha256Hex } from './config.js';
+import { AssetError, parseConfig, checkModel, checkEmbedding, loadGallery, outputSlots, sha256Hex } from './config.js';
 import { cropBox, cropToInput, toTensorData } from './preprocess.js';
-import { decide } from './ranking.js';
+import { answer } from './ranking.js';
 
 const ASSETS = './assets/';
 const WASM_DIR = './node_modules/@litertjs/core/wasm/';
 const HISTORY_KEY = 'artefact-history-v1';
 const HISTORY_MAX = 50;
-const OFFLINE_CACHE = 'artefact-v1';  // the cache sw.js serves from (same name there)
+const OFFLINE_CACHE = 'artefact-v2';  // the cache sw.js serves from (same name there)
 
 const $ = (id) => document.getElementById(id);
-const state = { config: null, model: null, results: [] };
+const state = { config: null, model: null, values: null, slots: null, results: [] };
 window.artefact = state;  // read by the end-to-end test
 
 function setState(name, message = '') {
@@ -42,6 +43,7 @@ async function start() {
     if (await sha256Hex(bytes) !== config.modelSha256) {
       throw new AssetError(`assets/${config.modelFile}: does not match model_sha256 in artefact_config.json (assets from two different exports?)`);
     }
+    const values = config.gallery && await loadGallery(config.gallery, await fetchAsset(galleryPath(config.gallery), 'bytes'));
     await loadLiteRt(WASM_DIR);
     let model;
     try {
@@ -49,9 +51,14 @@ async function start() {
     } catch (err) {
       throw new AssetError(`assets/${config.modelFile}: LiteRT cannot load this model (${err.message})`);
     }
-    checkModel(config, model.getInputDetails()[0], model.getOutputDetails()[0]);
-    Object.assign(state, { config, model });
-    $('catalogue').textContent = `${config.numClasses} catalogue objects · input ${config.input.width}×${config.input.height} ${config.input.dtype}`;
+    const outputs = model.getOutputDetails();
+    const slots = outputSlots(config, outputs);
+    checkModel(config, model.getInputDetails()[0], outputs[slots.logProbs]);
+    if (slots.embedding !== null) checkEmbedding(config, outputs[slots.embedding]);
+    Object.assign(state, { config, model, values, slots });
+    const objects = config.gallery ? `${config.gallery.objects.length} catalogue objects (${config.gallery.objects.filter((o) => o.enrolled).length} enrolled), embedding gallery`
+      : `${config.numClasses} catalogue objects`;
+    $('catalogue').textContent = `${objects} · input ${config.input.width}×${config.input.height} ${config.input.dtype}`;
     setState('ready', 'Ready: take or choose a photo of the object.');
     $('actions').hidden = false;
     keepOffline(config).catch((err) => console.warn('offline cache incomplete:', err));
@@ -62,15 +69,24 @@ async function start() {
   renderHistory();
 }
 
+/** gallery.bin's path, versioned by its sha256 (a new export gets a new offline-cache key). */
+const galleryPath = (gallery) => `${gallery.file}?v=${gallery.sha256.slice(0, 16)}`;
+
+/** URL of an asset thumbnail, versioned by the export (gallery sha256, else label hash) for the offline cache. */
+function thumbUrl(config, path) {
+  return `${ASSETS}${path}?v=${(config.gallery?.sha256 ?? config.labelHash).slice(0, 16)}`;
+}
+
 /**
- * Put everything this start-up loaded (shell, LiteRT wasm, model, config) and the thumbnails into the
- * service worker's cache, so the next start works without a network.
+ * Put everything this start-up loaded (shell, LiteRT wasm, model, config, gallery.bin) and the
+ * thumbnails into the service worker's cache, so the next start works without a network.
  */
 async function keepOffline(config) {
   if (!('caches' in window) || !('serviceWorker' in navigator)) return;
   const urls = new Set(performance.getEntriesByType('resource').map((e) => e.name).filter((u) => u.startsWith(location.origin)));
   urls.add(new URL('./', location.href).href);
-  for (const l of config.labels) urls.add(new URL(`${ASSETS}${l.thumbnail}?v=${config.labelHash.slice(0, 16)}`, location.href).href);
+  if (config.gallery) urls.add(new URL(ASSETS + galleryPath(config.gallery), location.href).href);
+  for (const { thumbnail } of [...config.labels, ...(config.gallery?.objects ?? [])]) urls.add(new URL(thumbUrl(config, thumbnail), location.href).href);
   const cache = await caches.open(OFFLINE_CACHE);
   await Promise.all([...urls].map(async (url) => {
     if (await cache.match(url)) return;
@@ -100,7 +116,7 @@ function cropPixels(source, width, height) {
 }
 
 async function classify(source, width, height, name, origin) {
-  const { config, model } = state;
+  const { config, model, values, slots } = state;
   setState('busy', `Analysing ${name}…`);
   const t0 = performance.now();
   const { rgba, side, canvas } = cropPixels(source, width, height);
@@ -108,19 +124,20 @@ async function classify(source, width, height, name, origin) {
   const t1 = performance.now();
   const input = new Tensor(toTensorData(rgb, config.input), [1, config.input.height, config.input.width, 3]);
   let logProbs;
+  let embedding = null;
   try {
-    const outputs = await model.run(input);
-    logProbs = Float32Array.from(await outputs[0].data());
+    const outputs = await model.run(input);  // an array in signature order: see outputSlots
+    logProbs = Float32Array.from(await outputs[slots.logProbs].data());
+    if (slots.embedding !== null) embedding = Float32Array.from(await outputs[slots.embedding].data());
     outputs.forEach((t) => t.delete());
   } finally {
     input.delete();
   }
   const t2 = performance.now();
-  const verdict = decide(logProbs, config.topK, config.minProbability);
+  const verdict = answer(config, values, logProbs, embedding);
   const result = {
-    name, origin, preprocessMs: t1 - t0, inferenceMs: t2 - t1, confident: verdict.confident,
-    matches: verdict.matches.map((m) => ({ ...m, objectId: config.labels[m.index].objectId, collection: config.labels[m.index].collection })),
-    thumb: await thumbnail(canvas),
+    name, origin, preprocessMs: t1 - t0, inferenceMs: t2 - t1, confident: verdict.confident, threshold: verdict.threshold,
+    matches: verdict.candidates, thumb: await thumbnail(canvas),
   };
   state.results.push(result);
   renderResult(result);
@@ -138,27 +155,36 @@ async function thumbnail(canvas) {
 
 const pct = (p) => `${(100 * p).toFixed(p >= 0.995 || p < 0.001 ? 0 : 1)}%`;
 
+/** "Best match: …" or "No confident match: …", naming the number the decision used (probability or similarity). */
+function verdictText({ matches: [best], confident, threshold }) {
+  const similar = best.similarity === null ? '' : `${pct(best.similarity)} similar`;
+  if (best.enrolled) {
+    return confident ? `Best match: ${best.objectId} (enrolled object, ${similar})`
+      : `No confident match: the best candidate, enrolled object ${best.objectId}, is ${similar}, below ${pct(threshold)}. Treat the list as leads only.`;
+  }
+  if (confident) return `Best match: ${best.objectId} (${pct(best.probability)}${similar && `, ${similar}`})`;
+  const has = similar ? `the best candidate, ${best.objectId} (${similar}), has probability ${pct(best.probability)}` : `the best candidate has ${pct(best.probability)}`;
+  return `No confident match: ${has}, below ${pct(threshold)}. Treat the list as leads only.`;
+}
+
 function renderResult(result) {
   const { config } = state;
-  const best = result.matches[0];
   $('result').hidden = false;
   $('query').src = result.thumb;
   $('verdict').className = result.confident ? 'verdict ok' : 'verdict unsure';
-  $('verdict').textContent = result.confident
-    ? `Best match: ${best.objectId} (${pct(best.probability)})`
-    : `No confident match: the best candidate has ${pct(best.probability)}, below ${pct(config.minProbability)}. Treat the list as leads only.`;
+  $('verdict').textContent = verdictText(result);
   $('timing').textContent = `Inference ${result.inferenceMs.toFixed(1)} ms · preprocessing ${result.preprocessMs.toFixed(1)} ms · on this device, offline`;
   const list = $('matches');
   list.replaceChildren(...result.matches.map((m, rank) => {
     const li = document.createElement('li');
-    const label = config.labels[m.index];
     li.innerHTML = `<img alt="" loading="lazy"><div class="who"><b></b><span></span></div><div class="bar"><i></i></div><em></em>`;
-    li.querySelector('img').src = `${ASSETS}${label.thumbnail}?v=${config.labelHash.slice(0, 16)}`;
+    li.querySelector('img').src = thumbUrl(config, m.thumbnail);
     li.querySelector('img').onerror = (e) => { e.target.replaceWith(Object.assign(document.createElement('div'), { className: 'nothumb', textContent: '?' })); };
     li.querySelector('b').textContent = `${rank + 1}. ${m.objectId}`;
-    li.querySelector('span').textContent = m.collection || '—';
-    li.querySelector('i').style.width = `${Math.max(1, 100 * m.probability)}%`;
-    li.querySelector('em').textContent = pct(m.probability);
+    if (m.enrolled) li.querySelector('b').after(Object.assign(document.createElement('small'), { className: 'enrolled', textContent: 'enrolled' }));
+    li.querySelector('span').textContent = (m.collection || '—') + (m.similarity === null ? '' : ` · ${pct(m.similarity)} similar`);
+    li.querySelector('i').style.width = `${Math.min(100, Math.max(1, 100 * m.score))}%`;
+    li.querySelector('em').textContent = pct(m.score);
     return li;
   }));
 }
@@ -170,7 +196,7 @@ function loadHistory() {
 function addHistory(result) {
   const entry = { time: Date.now(), name: result.name, origin: result.origin, confident: result.confident,
     ms: Math.round(result.inferenceMs), thumb: result.thumb,
-    matches: result.matches.map((m) => [m.objectId, Number(m.probability.toFixed(4))]) };
+    matches: result.matches.map((m) => [m.objectId, Number(m.score.toFixed(4))]) };
   const history = [entry, ...loadHistory()].slice(0, HISTORY_MAX);
   try { localStorage.setItem(HISTORY_KEY, JSON.stringify(history)); } catch { /* storage full: keep the view */ }
   renderHistory();

@@ -89,8 +89,97 @@ export async function parseConfig(configText, labelsTxt) {
   if (!(minProbability >= 0 && minProbability <= 1)) fail('threshold.min_probability', 'must be between 0 and 1');
   const labelHash = str(root, 'label_hash');
   if (labelHash !== await labelHashOf(labels)) throw new AssetError(`${CONFIG_FILE}: label_hash does not match its labels (edited by hand, or assets from two exports)`);
+  const embedding = root.embedding == null ? null : parseEmbedding(obj(root, 'embedding'));
+  const gallery = root.gallery == null ? null : parseGallery(obj(root, 'gallery'), labels);
+  if (!embedding !== !gallery) fail(gallery ? 'embedding' : 'gallery', 'is missing (the embedding and gallery blocks come together)');
+  if (gallery && gallery.dim !== embedding.dim) fail('gallery.dim', `is ${gallery.dim} but embedding.dim is ${embedding.dim}`);
   return { modelFile: str(root, 'model_file'), labelsFile: str(root, 'labels_file'),
-    modelSha256: str(root, 'model_sha256').toLowerCase(), labelHash, input, numClasses, labels, topK, minProbability };
+    modelSha256: str(root, 'model_sha256').toLowerCase(), labelHash, input, numClasses, labels, topK, minProbability, embedding, gallery };
+}
+
+function parseEmbedding(o) {
+  const dtype = str(o, 'dtype', 'embedding.dtype');
+  if (dtype !== 'float32') fail('embedding.dtype', `must be float32, got ${dtype}`);
+  const dim = int(o, 'dim', 'embedding.dim');
+  if (dim < 1) fail('embedding.dim', 'must be at least 1');
+  return { outputIndex: int(o, 'output_index', 'embedding.output_index'), dim };
+}
+
+function parseGallery(o, labels) {
+  for (const [key, want] of [['dtype', 'int8'], ['similarity', 'cosine']]) {
+    const got = str(o, key, `gallery.${key}`);
+    if (got !== want) fail(`gallery.${key}`, `must be ${want}, got ${got}`);
+  }
+  const rows = int(o, 'rows', 'gallery.rows');
+  const dim = int(o, 'dim', 'gallery.dim');
+  if (dim < 1) fail('gallery.dim', 'must be at least 1');
+  const minSimilarity = num(o, 'min_similarity', 'gallery.min_similarity');
+  if (!(minSimilarity >= -1 && minSimilarity <= 1)) fail('gallery.min_similarity', 'must be between -1 and 1');
+  const entries = get(o, 'objects', 'gallery.objects');
+  if (!Array.isArray(entries)) fail('gallery.objects', 'must be a list');
+  if (!entries.length) fail('gallery.objects', 'is empty');
+  let nextRow = 0;
+  const objects = entries.map((e, k) => {
+    const object = parseGalleryObject(e, `gallery.objects[${k}]`, labels);
+    if (object.firstRow !== nextRow) fail(`gallery.objects[${k}].first_row`, `is ${object.firstRow}, expected ${nextRow} (rows must be contiguous, in order)`);
+    nextRow += object.rows;
+    return object;
+  });
+  if (nextRow !== rows) fail('gallery.rows', `is ${rows} but the objects cover ${nextRow} rows`);
+  return { file: str(o, 'file', 'gallery.file'), sha256: str(o, 'sha256', 'gallery.sha256').toLowerCase(), rows, dim, minSimilarity, objects };
+}
+
+function parseGalleryObject(e, path, labels) {
+  if (typeof e !== 'object' || e === null || Array.isArray(e)) fail(path, 'must be an object');
+  const enrolled = get(e, 'enrolled', `${path}.enrolled`);
+  if (typeof enrolled !== 'boolean') fail(`${path}.enrolled`, 'must be true or false');
+  const objectId = str(e, 'object_id', `${path}.object_id`);
+  const labelIndex = e.label_index == null ? null : int(e, 'label_index', `${path}.label_index`);
+  if (enrolled !== (labelIndex === null)) fail(`${path}.label_index`, enrolled ? 'must be null for an enrolled object' : 'is missing (a trained object needs its label index)');
+  if (labelIndex !== null) {
+    if (labelIndex >= labels.length) fail(`${path}.label_index`, `is ${labelIndex} but there are ${labels.length} labels`);
+    if (labels[labelIndex].objectId !== objectId) fail(`${path}.object_id`, `is '${objectId}' but labels[${labelIndex}] is '${labels[labelIndex].objectId}'`);
+  }
+  const rows = int(e, 'rows', `${path}.rows`);
+  if (rows < 1) fail(`${path}.rows`, 'must be at least 1');
+  return { objectId, collection: e.collection ?? '', firstRow: int(e, 'first_row', `${path}.first_row`), rows, enrolled, labelIndex,
+    thumbnail: str(e, 'thumbnail', `${path}.thumbnail`) };
+}
+
+/** gallery.bin's bytes as int8 rows, after checking their size and sha256 against the config. Throws AssetError. */
+export async function loadGallery(gallery, bytes) {
+  if (bytes.length !== gallery.rows * gallery.dim) {
+    throw new AssetError(`${gallery.file}: ${bytes.length} bytes but the config says ${gallery.rows} rows x ${gallery.dim} (assets from two exports?)`);
+  }
+  if (await sha256Hex(bytes) !== gallery.sha256) throw new AssetError(`${gallery.file} does not match gallery.sha256 in ${CONFIG_FILE} (assets from two exports?)`);
+  return new Int8Array(bytes.buffer, bytes.byteOffset, bytes.length);
+}
+
+const size = (detail) => [...detail.shape].reduce((a, d) => a * Math.abs(d), 1);
+
+/**
+ * Which of LiteRT.js's outputs hold the log-probabilities and the embedding ({logProbs, embedding},
+ * embedding null without a gallery). LiteRT.js returns them in signature order, which need not be
+ * the model's output order that embedding.output_index counts: they are told apart by size, and by
+ * position (0 and output_index) when the sizes do not tell. Throws AssetError.
+ */
+export function outputSlots(config, outputDetails) {
+  const { embedding, modelFile, numClasses } = config;
+  const find = (want, position) => {
+    const found = embedding?.dim === numClasses ? -1 : outputDetails.findIndex((d) => size(d) === want);
+    return found >= 0 ? found : position;
+  };
+  if (!embedding) return { logProbs: find(numClasses, 0), embedding: null };
+  const n = outputDetails.length;
+  if (n <= embedding.outputIndex) throw new AssetError(`${modelFile}: model has ${n} output(s) but the gallery needs the embedding at output ${embedding.outputIndex} (re-export)`);
+  return { logProbs: find(numClasses, 0), embedding: find(embedding.dim, embedding.outputIndex) };
+}
+
+/** The embedding output (a TensorDetails) must be float32 with `dim` values. Throws AssetError. */
+export function checkEmbedding(config, detail) {
+  const { embedding, modelFile } = config;
+  if (size(detail) !== embedding.dim) throw new AssetError(`${modelFile}: embedding output is [${[...detail.shape]}] (${size(detail)} values) but the config says dim ${embedding.dim}`);
+  if (detail.dtype !== 'float32') throw new AssetError(`${modelFile}: embedding output is ${detail.dtype}, expected float32`);
 }
 
 /** Check the compiled model's tensors ({dtype, shape}) against the config. Throws AssetError. */

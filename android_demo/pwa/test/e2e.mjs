@@ -1,8 +1,8 @@
 // End-to-end check of the PWA in headless Chromium (driven by tests/test_pwa.py).
 // Usage: node e2e.mjs <plan.json>; prints one JSON report on stdout.
 // plan: {base, images: [paths], chromium, user_data_dir, screenshot?,
-//        bad_file?, missing_base?, mismatch_base?}: the optional ones add the bad-input, camera and
-//        offline checks (when bad_file is given) and the broken-asset start-ups.
+//        bad_file?, missing_base?, mismatch_base?, bad_gallery_base?}: the optional ones add the
+//        bad-input, camera and offline checks (when bad_file is given) and the broken-asset start-ups.
 import { readFileSync } from 'node:fs';
 import { chromium } from 'playwright-core';
 
@@ -21,7 +21,8 @@ async function classify(page, path) {
   return page.evaluate((n) => {
     const r = window.artefact.results[n];
     if (!r) return { error: document.getElementById('status').textContent };
-    return { top: r.matches.map((m) => m.index), probs: r.matches.map((m) => m.probability), confident: r.confident,
+    return { top: r.matches.map((m) => m.index), probs: r.matches.map((m) => m.probability),
+      similarities: r.matches.map((m) => m.similarity), enrolled: r.matches.map((m) => m.enrolled), confident: r.confident,
       inference_ms: r.inferenceMs, preprocess_ms: r.preprocessMs,
       shown: [...document.querySelectorAll('#matches li b')].map((b) => b.textContent),
       verdict: document.getElementById('verdict').textContent };
@@ -44,6 +45,8 @@ try {
   await page.goto(plan.base + 'index.html');
   report.start = await settled(page, ['ready', 'error']);
   report.start_ms = Date.now() - t0;
+  report.outputs = await page.evaluate(() => window.artefact.model
+    && { details: window.artefact.model.getOutputDetails().map((d) => ({ name: d.name, shape: [...d.shape] })), slots: window.artefact.slots });
   report.images = [];
   if (report.start.state === 'ready') {
     for (const path of plan.images) report.images.push(await classify(page, path));
@@ -76,7 +79,7 @@ try {
     if (report.offline_start.state === 'ready') report.offline_image = await classify(page, plan.images[0]);
     await context.setOffline(false);
   }
-  for (const key of ['missing', 'mismatch'].filter((k) => plan[`${k}_base`])) {
+  for (const key of ['missing', 'mismatch', 'bad_gallery'].filter((k) => plan[`${k}_base`])) {
     const other = await context.newPage();
     await other.goto(plan[`${key}_base`] + 'index.html?nosw');
     report[key] = await settled(other, ['ready', 'error']);

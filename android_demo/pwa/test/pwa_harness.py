@@ -5,8 +5,9 @@ Used by tests/test_pwa.py and, as a command, to measure a real export:
     python android_demo/pwa/test/pwa_harness.py --assets exports/eth80-android --manifest runs/b/manifest.csv --limit 40
 
 It serves android_demo/pwa with the assets on 127.0.0.1, classifies the photos in the page
-(e2e.mjs, playwright-core, Debian chromium), runs the same photos through
-`artefact.runtimes.open_runner` and prints top-1 agreement and per-image latency.
+(e2e.mjs, playwright-core, Debian chromium), runs the same photos through the Python LiteRT
+interpreter (ranked by `artefact_export.android.gallery_ranking` when the assets have an embedding
+gallery) and prints top-1 agreement and per-image latency.
 """
 from __future__ import annotations
 
@@ -24,7 +25,6 @@ import numpy as np
 
 from artefact.contract import Preprocess
 from artefact.images import load_image
-from artefact.runtimes import open_runner
 
 PWA = Path(__file__).resolve().parents[1]
 CHROMIUM = Path(os.environ.get("ARTEFACT_CHROMIUM", "/usr/bin/chromium"))
@@ -77,18 +77,54 @@ def preprocess_of(config: dict) -> Preprocess:
     return Preprocess(input_size=inp["width"], crop_fraction=inp["crop_fraction"], mean=tuple(inp["mean"]), std=tuple(inp["std"]))
 
 
+def object_ids(config: dict) -> list[str]:
+    """Object ids by the index the apps rank: gallery objects when there is a gallery, else labels."""
+    objects = config["gallery"]["objects"] if config.get("gallery") else config["labels"]
+    return [o["object_id"] for o in objects]
+
+
+def _model_input(config: dict, pixels: np.ndarray) -> np.ndarray:
+    """NHWC batch of one: raw uint8 pixels (the quantisation is folded in), or (pixel - mean) / std."""
+    c = config["input"]
+    if c["dtype"] == "uint8":
+        return pixels[None]
+    return ((pixels.astype(np.float32) - np.float32(c["mean"])) / np.float32(c["std"]))[None]
+
+
 def python_reference(assets: Path, photos: list[Path]) -> tuple[list[list[int]], list[float]]:
-    """Top-5 output indices and per-image invoke latency (ms, 1 thread) of the Python LiteRT interpreter."""
-    preprocess = preprocess_of(json.loads((assets / "artefact_config.json").read_text(encoding="utf-8")))
-    runner = open_runner(assets / "model.tflite", preprocess, threads=1)
+    """Best-first matches and per-image invoke latency (ms, 1 thread) of the Python LiteRT interpreter.
+
+    Matches are gallery object indices (`gallery_ranking`, the reference the apps mirror) when the
+    assets have a gallery, with the embedding read from output `embedding.output_index`; otherwise
+    the head's top-5 output indices.
+    """
+    from ai_edge_litert.interpreter import Interpreter
+
+    config = json.loads((assets / "artefact_config.json").read_text(encoding="utf-8"))
+    preprocess = preprocess_of(config)
+    interpreter = Interpreter(model_path=str(assets / config["model_file"]), num_threads=1)
+    interpreter.allocate_tensors()
+    inp, outputs = interpreter.get_input_details()[0], interpreter.get_output_details()
+    gallery = config.get("gallery")
+    if gallery:
+        from artefact_export.android import gallery_ranking
+
+        values = np.fromfile(assets / gallery["file"], np.int8).reshape(gallery["rows"], gallery["dim"])
     tops, times = [], []
     for photo in photos:
-        pixels = preprocess.to_pixels(load_image(photo))
-        runner.logprobs(pixels)  # warm-up
+        x = _model_input(config, preprocess.to_pixels(load_image(photo)))
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()  # warm-up
         start = time.perf_counter()
-        logprobs = runner.logprobs(pixels)[0]
+        interpreter.set_tensor(inp["index"], x)
+        interpreter.invoke()
         times.append((time.perf_counter() - start) * 1000)
-        tops.append([int(i) for i in np.argsort(-logprobs, kind="stable")[:5]])
+        logprobs = interpreter.get_tensor(outputs[0]["index"]).reshape(-1)
+        if gallery:
+            embedding = interpreter.get_tensor(outputs[config["embedding"]["output_index"]]["index"]).reshape(-1)
+            tops.append([int(i) for i in gallery_ranking(config, values, logprobs, embedding)["matches"]])
+        else:
+            tops.append([int(i) for i in np.argsort(-logprobs, kind="stable")[:5]])
     return tops, times
 
 
@@ -128,7 +164,7 @@ def main() -> None:
         click.echo(f"photos: {len(chosen)}; top-1 agreement PWA vs Python LiteRT: {agree}/{len(chosen)}; "
                    f"PWA confident (>= threshold): {sum(r['confident'] for r in report['images'])}")
         if truth:
-            ids = [l["object_id"] for l in json.loads((assets / "artefact_config.json").read_text(encoding="utf-8"))["labels"]]
+            ids = object_ids(json.loads((assets / "artefact_config.json").read_text(encoding="utf-8")))
             hits = [ids[r["top"][0]] == truth.get(p) for p, r in zip(chosen, report["images"]) if p in truth]
             click.echo(f"PWA top-1 accuracy on the {split} photos: {sum(hits)}/{len(hits)}")
         click.echo(f"PWA (LiteRT.js wasm CPU, headless Chromium): inference median {np.median(web_ms):.2f} ms, "

@@ -10,18 +10,19 @@ import android.widget.ImageView
 import android.widget.ProgressBar
 import android.widget.TextView
 import androidx.recyclerview.widget.RecyclerView
-import org.artefact.field.core.CatalogueLabel
+import org.artefact.field.core.Candidate
 import org.artefact.field.core.HistoryEntry
-import org.artefact.field.core.Match
 import java.io.IOException
 import java.util.Date
 import java.util.Locale
 
 fun percent(p: Double): String = String.format(Locale.getDefault(), if (p >= 0.995 || p < 0.001) "%.0f%%" else "%.1f%%", 100 * p)
 
-/** The top-k list: catalogue thumbnail, object id, collection, confidence. */
-class MatchAdapter(private val assets: AssetManager, private val labels: List<CatalogueLabel>) :
-    RecyclerView.Adapter<MatchAdapter.Holder>() {
+/**
+ * The top-k list: thumbnail, object id (marked when enrolled), collection (+ gallery similarity) and the
+ * number the decision uses (head probability; similarity for an enrolled object).
+ */
+class MatchAdapter(private val assets: AssetManager) : RecyclerView.Adapter<MatchAdapter.Holder>() {
 
     class Holder(view: View) : RecyclerView.ViewHolder(view) {
         val thumb: ImageView = view.findViewById(R.id.thumb)
@@ -31,9 +32,9 @@ class MatchAdapter(private val assets: AssetManager, private val labels: List<Ca
         val percent: TextView = view.findViewById(R.id.percent)
     }
 
-    private var matches: List<Match> = emptyList()
+    private var matches: List<Candidate> = emptyList()
 
-    fun show(matches: List<Match>) {
+    fun show(matches: List<Candidate>) {
         this.matches = matches
         notifyDataSetChanged()
     }
@@ -45,13 +46,14 @@ class MatchAdapter(private val assets: AssetManager, private val labels: List<Ca
 
     override fun onBindViewHolder(holder: Holder, position: Int) {
         val match = matches[position]
-        val label = labels[match.index]
-        holder.title.text = holder.itemView.context.getString(R.string.match_row, position + 1, label.objectId)
-        holder.collection.text = label.collection.ifEmpty { "—" }
-        holder.bar.progress = (1000 * match.probability).toInt()
-        holder.percent.text = percent(match.probability)
+        val context = holder.itemView.context
+        holder.title.text = context.getString(if (match.enrolled) R.string.match_row_enrolled else R.string.match_row, position + 1, match.objectId)
+        val collection = match.collection.ifEmpty { "—" }
+        holder.collection.text = match.similarity?.let { context.getString(R.string.match_similarity, collection, percent(it)) } ?: collection
+        holder.bar.progress = (1000 * match.score).toInt().coerceIn(0, 1000)
+        holder.percent.text = percent(match.score)
         val thumb = try {
-            assets.open(label.thumbnail).use { BitmapFactory.decodeStream(it) }
+            assets.open(match.thumbnail).use { BitmapFactory.decodeStream(it) }
         } catch (err: IOException) {
             null  // a missing thumbnail is shown as a blank square, never a crash
         }

@@ -4,7 +4,9 @@ import android.content.res.AssetManager
 import android.os.SystemClock
 import org.artefact.field.core.AssetError
 import org.artefact.field.core.FieldConfig
+import org.artefact.field.core.Gallery
 import org.artefact.field.core.InputSpec
+import org.artefact.field.core.Recognizer
 import org.artefact.field.core.sha256Hex
 import org.tensorflow.lite.DataType
 import org.tensorflow.lite.Interpreter
@@ -13,20 +15,27 @@ import java.io.FileNotFoundException
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
 
+/** One inference: log-probabilities (output 0), the embedding output when the assets have a gallery, and its time. */
+class ModelOutputs(val logProbs: FloatArray, val embedding: FloatArray?, val millis: Long)
+
 /**
- * The exported model and its config (android_demo/ASSETS.md), run by LiteRT on the CPU with XNNPACK.
- * [load] checks everything at start-up and throws [AssetError] with a message for the screen.
+ * The exported model, its config and the optional embedding gallery (android_demo/ASSETS.md), run by
+ * LiteRT on the CPU with XNNPACK. [load] checks everything at start-up and throws [AssetError] with a
+ * message for the screen; [recognizer] turns [run]'s outputs into the answer shown.
  */
-class Classifier private constructor(val config: FieldConfig, private val interpreter: Interpreter) : Closeable {
+class Classifier private constructor(val config: FieldConfig, gallery: Gallery?, private val interpreter: Interpreter) : Closeable {
+
+    val recognizer = Recognizer(config, gallery)
 
     private val input: ByteBuffer = ByteBuffer.allocateDirect(
         config.input.size * if (config.input.dtype == InputSpec.UINT8) 1 else 4,
     ).order(ByteOrder.nativeOrder())
-    private val output = Array(1) { FloatArray(config.numClasses) }
+    private val logProbs = floatBuffer(config.numClasses)
+    private val embedding = config.embedding?.let { it.outputIndex to floatBuffer(it.dim) }
 
-    /** Log-probabilities for one preprocessed input and the time `run` took in milliseconds. */
+    /** Model outputs for one preprocessed input. */
     @Synchronized
-    fun run(tensorBytes: ByteArray): Pair<FloatArray, Long> {
+    fun run(tensorBytes: ByteArray): ModelOutputs {
         input.clear()
         if (config.input.dtype == InputSpec.UINT8) {
             input.put(tensorBytes)
@@ -35,14 +44,24 @@ class Classifier private constructor(val config: FieldConfig, private val interp
             while (floats.hasRemaining()) input.putFloat(floats.get())
         }
         input.rewind()
+        logProbs.clear()
+        val outputs = hashMapOf<Int, Any>(0 to logProbs)
+        embedding?.let { (index, buffer) -> buffer.clear(); outputs[index] = buffer }
         val start = SystemClock.elapsedRealtime()
-        interpreter.run(input, output)
-        return output[0].copyOf() to SystemClock.elapsedRealtime() - start
+        interpreter.runForMultipleInputsOutputs(arrayOf<Any>(input), outputs)
+        return ModelOutputs(floats(logProbs), embedding?.let { floats(it.second) }, SystemClock.elapsedRealtime() - start)
     }
 
     override fun close() = interpreter.close()
 
     companion object {
+        private fun floatBuffer(n: Int): ByteBuffer = ByteBuffer.allocateDirect(4 * n).order(ByteOrder.nativeOrder())
+
+        private fun floats(buffer: ByteBuffer): FloatArray {
+            buffer.rewind()
+            return FloatArray(buffer.capacity() / 4).also { buffer.asFloatBuffer().get(it) }
+        }
+
         private const val HOW_TO_EXPORT =
             "export them with: artefact-export --target android --bundle B --out android_demo/app/src/main/assets, then rebuild"
 
@@ -57,6 +76,7 @@ class Classifier private constructor(val config: FieldConfig, private val interp
                 String(read(assets, FieldConfig.FILE), Charsets.UTF_8),
                 String(read(assets, "labels.txt"), Charsets.UTF_8),
             )
+            val gallery = config.gallery?.let { Gallery.load(it, read(assets, it.file)) }
             val model = read(assets, config.modelFile)
             if (sha256Hex(model) != config.modelSha256) {
                 throw AssetError("assets/${config.modelFile} does not match model_sha256 in ${FieldConfig.FILE} (assets from two exports?): $HOW_TO_EXPORT")
@@ -78,11 +98,13 @@ class Classifier private constructor(val config: FieldConfig, private val interp
                     inTensor.shape(), inTensor.dataType().name, outTensor.shape(), outTensor.dataType().name,
                     if (isUint8) quant.scale.toDouble() else null, if (isUint8) quant.zeroPoint else null,
                 )
+                config.checkEmbedding(interpreter.outputTensorCount, { interpreter.getOutputTensor(it).shape() },
+                    { interpreter.getOutputTensor(it).dataType().name })
             } catch (err: AssetError) {
                 interpreter.close()
                 throw err
             }
-            return Classifier(config, interpreter)
+            return Classifier(config, gallery, interpreter)
         }
     }
 }

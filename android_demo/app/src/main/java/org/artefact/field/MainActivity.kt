@@ -25,10 +25,10 @@ import androidx.recyclerview.widget.RecyclerView
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.withContext
+import org.artefact.field.core.Answer
 import org.artefact.field.core.AssetError
 import org.artefact.field.core.HistoryEntry
 import org.artefact.field.core.Preprocessor
-import org.artefact.field.core.Ranking
 import java.io.File
 
 /**
@@ -90,8 +90,8 @@ class MainActivity : AppCompatActivity() {
                 }
                 classifier = loaded
                 preprocessor = Preprocessor(loaded.config.input)
-                matchAdapter = MatchAdapter(assets, loaded.config.labels).also { findViewById<RecyclerView>(R.id.matches).adapter = it }
-                showInfo(getString(R.string.ready, loaded.config.numClasses))
+                matchAdapter = MatchAdapter(assets).also { findViewById<RecyclerView>(R.id.matches).adapter = it }
+                showInfo(getString(R.string.ready, loaded.config.gallery?.objects?.size ?: loaded.config.numClasses))
                 galleryButton.isEnabled = true
                 requestCamera()
             } catch (err: AssetError) {
@@ -153,31 +153,25 @@ class MainActivity : AppCompatActivity() {
         lifecycleScope.launch {
             try {
                 val start = SystemClock.elapsedRealtime()
-                val (prepared, logProbs, inferenceMs) = withContext(Dispatchers.Default) {
+                val (prepared, outputs) = withContext(Dispatchers.Default) {
                     val prepared = PhotoDecoder.prepare(contentResolver, uri, preprocessor)
-                    val (logProbs, ms) = classifier.run(prepared.tensor)
-                    Triple(prepared, logProbs, ms)
+                    prepared to classifier.run(prepared.tensor)
                 }
                 val totalMs = SystemClock.elapsedRealtime() - start
-                val config = classifier.config
-                val verdict = Ranking.decide(logProbs, config.topK, config.minProbability)
+                val inferenceMs = outputs.millis
+                val answer = classifier.recognizer.answer(outputs.logProbs, outputs.embedding)
                 val thumbnail = PhotoDecoder.thumbnail(prepared.pixels)
                 val now = System.currentTimeMillis()
-                val entry = HistoryEntry(now, source, verdict.matches.map { config.labels[it.index].objectId to it.probability },
-                    verdict.confident, inferenceMs, "q$now.jpg")
+                val entry = HistoryEntry(now, source, answer.candidates.map { it.objectId to it.score },
+                    answer.confident, inferenceMs, "q$now.jpg")
                 withContext(Dispatchers.IO) { history.add(entry, thumbnail) }
 
-                val best = verdict.best
                 val verdictView = findViewById<TextView>(R.id.verdict)
-                verdictView.text = if (verdict.confident) {
-                    getString(R.string.best_match, config.labels[best.index].objectId, percent(best.probability))
-                } else {
-                    getString(R.string.no_confident_match, percent(best.probability), percent(config.minProbability))
-                }
-                verdictView.setTextColor(getColor(if (verdict.confident) R.color.ok else R.color.unsure))
+                verdictView.text = verdictText(answer)
+                verdictView.setTextColor(getColor(if (answer.confident) R.color.ok else R.color.unsure))
                 findViewById<TextView>(R.id.timing).text = getString(R.string.timing, inferenceMs.toInt(), totalMs.toInt())
                 findViewById<ImageView>(R.id.query).setImageBitmap(thumbnail)
-                matchAdapter?.show(verdict.matches)
+                matchAdapter?.show(answer.candidates)
                 historyList.visibility = View.GONE
                 resultPanel.visibility = View.VISIBLE
                 status.text = ""
@@ -186,6 +180,21 @@ class MainActivity : AppCompatActivity() {
             } catch (err: RuntimeException) {  // NaN output, an interpreter failure: a message, never a crash
                 showError("Analysis failed: ${err.message ?: err.javaClass.simpleName}")
             }
+        }
+    }
+
+    /** "Best match: …" or "No confident match: …", naming the number the decision used (probability or similarity). */
+    private fun verdictText(answer: Answer): String {
+        val best = answer.best
+        val similar = best.similarity?.let(::percent)
+        val threshold = percent(answer.threshold)
+        return when {
+            best.enrolled && answer.confident -> getString(R.string.best_match_enrolled, best.objectId, similar)
+            best.enrolled -> getString(R.string.no_confident_match_enrolled, best.objectId, similar, threshold)
+            similar == null && answer.confident -> getString(R.string.best_match, best.objectId, percent(best.score))
+            similar == null -> getString(R.string.no_confident_match, percent(best.score), threshold)
+            answer.confident -> getString(R.string.best_match_gallery, best.objectId, percent(best.score), similar)
+            else -> getString(R.string.no_confident_match_gallery, best.objectId, similar, percent(best.score), threshold)
         }
     }
 

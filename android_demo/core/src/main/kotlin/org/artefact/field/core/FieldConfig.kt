@@ -33,6 +33,30 @@ data class InputSpec(
 /** One catalogue object the model can answer. */
 data class CatalogueLabel(val index: Int, val objectId: String, val collection: String, val thumbnail: String)
 
+/** The model's second output (`embedding` block): raw pooled features, float32 [1, dim]. */
+data class EmbeddingSpec(val outputIndex: Int, val dim: Int)
+
+/** One gallery object: its rows [firstRow, firstRow + rows) of gallery.bin; labelIndex null when enrolled. */
+data class GalleryObject(
+    val objectId: String,
+    val collection: String,
+    val firstRow: Int,
+    val rows: Int,
+    val enrolled: Boolean,
+    val labelIndex: Int?,
+    val thumbnail: String,
+)
+
+/** The `gallery` block: `rows x dim` int8 reference embeddings in [file], grouped by object. */
+data class GallerySpec(
+    val file: String,
+    val sha256: String,
+    val rows: Int,
+    val dim: Int,
+    val minSimilarity: Double,
+    val objects: List<GalleryObject>,
+)
+
 /** Everything the app needs from artefact_config.json + labels.txt (see android_demo/ASSETS.md). */
 data class FieldConfig(
     val modelFile: String,
@@ -44,6 +68,8 @@ data class FieldConfig(
     val labels: List<CatalogueLabel>,
     val topK: Int,
     val minProbability: Double,
+    val embedding: EmbeddingSpec? = null,
+    val gallery: GallerySpec? = null,
 ) {
     /**
      * Check the model's actual tensors against this config: input shape [1, h, w, c] of type
@@ -70,6 +96,22 @@ data class FieldConfig(
         if (inputScale != null && scale != null && (kotlin.math.abs(inputScale - scale) > 1e-6 * scale || inputZeroPoint != input.quantZeroPoint)) {
             throw AssetError("$modelFile: model input quantisation ($inputScale, $inputZeroPoint) differs from the config ($scale, ${input.quantZeroPoint})")
         }
+    }
+
+    /**
+     * With a gallery: the model must have an output [EmbeddingSpec.outputIndex] of float32 with `dim`
+     * values. `shapeOf(i)`/`typeOf(i)` describe model output i; `outputCount` is how many there are.
+     */
+    fun checkEmbedding(outputCount: Int, shapeOf: (Int) -> IntArray, typeOf: (Int) -> String) {
+        val spec = embedding ?: return
+        val i = spec.outputIndex
+        if (outputCount <= i) {
+            throw AssetError("$modelFile: model has $outputCount output(s) but the gallery needs the embedding at output $i (re-export)")
+        }
+        val size = shapeOf(i).fold(1) { a, b -> a * kotlin.math.abs(b) }
+        if (size != spec.dim) throw AssetError("$modelFile: embedding output $i is ${shapeOf(i).contentToString()} ($size values) but the config says dim ${spec.dim}")
+        val type = typeOf(i).lowercase()
+        if (type != "float32") throw AssetError("$modelFile: embedding output $i is $type, expected float32")
     }
 
     companion object {
@@ -139,6 +181,12 @@ data class FieldConfig(
             if (labelHash != labelHashOf(labels)) {
                 throw AssetError("$FILE: label_hash does not match its labels (edited by hand, or assets from two exports)")
             }
+            val embedding = root.get("embedding")?.takeUnless { it.isJsonNull }?.let { embedding(obj(root, "embedding")) }
+            val gallery = root.get("gallery")?.takeUnless { it.isJsonNull }?.let { gallery(obj(root, "gallery"), labels) }
+            if ((embedding == null) != (gallery == null)) fail(if (gallery == null) "gallery" else "embedding", "is missing (the embedding and gallery blocks come together)")
+            if (embedding != null && gallery != null && embedding.dim != gallery.dim) {
+                fail("gallery.dim", "is ${gallery.dim} but embedding.dim is ${embedding.dim}")
+            }
             return FieldConfig(
                 modelFile = str(root, "model_file"),
                 labelsFile = str(root, "labels_file"),
@@ -149,7 +197,59 @@ data class FieldConfig(
                 labels = labels,
                 topK = topK,
                 minProbability = minProbability,
+                embedding = embedding,
+                gallery = gallery,
             )
+        }
+
+        private fun embedding(o: JsonObject): EmbeddingSpec {
+            val dtype = str(o, "dtype", "embedding.dtype")
+            if (dtype != "float32") fail("embedding.dtype", "must be float32, got $dtype")
+            val dim = int(o, "dim", "embedding.dim")
+            if (dim < 1) fail("embedding.dim", "must be at least 1")
+            return EmbeddingSpec(int(o, "output_index", "embedding.output_index"), dim)
+        }
+
+        private fun gallery(o: JsonObject, labels: List<CatalogueLabel>): GallerySpec {
+            for ((key, want) in listOf("dtype" to "int8", "similarity" to "cosine")) {
+                val got = str(o, key, "gallery.$key")
+                if (got != want) fail("gallery.$key", "must be $want, got $got")
+            }
+            val rows = int(o, "rows", "gallery.rows")
+            val dim = int(o, "dim", "gallery.dim")
+            if (dim < 1) fail("gallery.dim", "must be at least 1")
+            val minSimilarity = num(o, "min_similarity", "gallery.min_similarity")
+            if (minSimilarity !in -1.0..1.0) fail("gallery.min_similarity", "must be between -1 and 1")
+            val entries = get(o, "objects", "gallery.objects").takeIf { it.isJsonArray }?.asJsonArray ?: fail("gallery.objects", "must be a list")
+            if (entries.size() == 0) fail("gallery.objects", "is empty")
+            var nextRow = 0
+            val objects = entries.mapIndexed { k, e ->
+                galleryObject(e, "gallery.objects[$k]", labels).also {
+                    if (it.firstRow != nextRow) fail("gallery.objects[$k].first_row", "is ${it.firstRow}, expected $nextRow (rows must be contiguous, in order)")
+                    nextRow += it.rows
+                }
+            }
+            if (nextRow != rows) fail("gallery.rows", "is $rows but the objects cover $nextRow rows")
+            return GallerySpec(str(o, "file", "gallery.file"), str(o, "sha256", "gallery.sha256").lowercase(), rows, dim, minSimilarity, objects)
+        }
+
+        private fun galleryObject(e: JsonElement, path: String, labels: List<CatalogueLabel>): GalleryObject {
+            val o = e.takeIf { it.isJsonObject }?.asJsonObject ?: fail(path, "must be an object")
+            val enrolled = get(o, "enrolled", "$path.enrolled").takeIf { it.isJsonPrimitive && it.asJsonPrimitive.isBoolean }?.asBoolean
+                ?: fail("$path.enrolled", "must be true or false")
+            val objectId = str(o, "object_id", "$path.object_id")
+            val labelIndex = o.get("label_index")?.takeUnless { it.isJsonNull }?.let { int(o, "label_index", "$path.label_index") }
+            if (enrolled != (labelIndex == null)) fail("$path.label_index", if (enrolled) "must be null for an enrolled object" else "is missing (a trained object needs its label index)")
+            if (labelIndex != null) {
+                if (labelIndex >= labels.size) fail("$path.label_index", "is $labelIndex but there are ${labels.size} labels")
+                if (labels[labelIndex].objectId != objectId) {
+                    fail("$path.object_id", "is '$objectId' but labels[$labelIndex] is '${labels[labelIndex].objectId}'")
+                }
+            }
+            val rows = int(o, "rows", "$path.rows")
+            if (rows < 1) fail("$path.rows", "must be at least 1")
+            return GalleryObject(objectId, o.get("collection")?.takeIf { it.isJsonPrimitive }?.asString ?: "",
+                int(o, "first_row", "$path.first_row"), rows, enrolled, labelIndex, str(o, "thumbnail", "$path.thumbnail"))
         }
 
         private fun input(o: JsonObject): InputSpec {
