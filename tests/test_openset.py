@@ -77,6 +77,7 @@ def test_measure_reports_enrolment_rejection_and_fusion(tiny_bundle, all_manifes
     assert enrol["gallery_objects"] == 16 and enrol["enrolled_photos_per_object"] == 2
     for key in ("trained_objects_gallery", "enrolled_objects_gallery", "trained_objects_head"):
         assert 0 <= enrol[key]["top1"] <= enrol[key]["top5"] <= 1
+    assert "enrolled_vs_trained_head_same_photos" in enrol and "trained_objects_head_2_photos" in enrol
     for score in openset.SCORES:
         r = report["rejection"][score]
         assert 0 <= r["auroc"] <= 1 and 0 <= r["calibrated_false_match_rate"] <= 1
