@@ -21,11 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from artefact import atomic
 from artefact.bundle import Bundle, file_sha256
 from artefact.data import natural_key, read_manifest
 from artefact.errors import ArtefactError
+from artefact.gallery import calibrate, has_gallery, load_gallery
 from artefact.images import ImageDecodeError, load_image
 
 from .metadata import labels_text
@@ -121,8 +123,6 @@ class AppGallery:
 
 def _catalogue_photos(bundle: Bundle) -> list[tuple[str, str, str, int | None]]:
     """(object_id, collection, photo path, label index or None) of trained then enrolled objects."""
-    from artefact.gallery import has_gallery, load_gallery
-
     by_object = collections.defaultdict(list)
     for s in read_manifest(bundle.manifest):
         if s.split == "train":
@@ -178,9 +178,6 @@ def gallery_ranking(config: dict, values: np.ndarray, logprobs: np.ndarray, embe
 
 def build_app_gallery(bundle: Bundle, runner, val_pixels: np.ndarray, progress: bool = True) -> AppGallery:
     """Embed the catalogue and enrolled photos with the app's own int8 model; calibrate min_similarity on val."""
-    from artefact.gallery import calibrate
-    from tqdm.auto import tqdm
-
     photos = _catalogue_photos(bundle)
     objects, rows, thumbs = [], [], {}
     embeddings = []
