@@ -57,7 +57,7 @@ bench: setup  ## the benchmark matrix on the latest bundle and its exports (repo
 OPENSET ?= runs/openset
 $(OPENSET)/lite0-known/bundle.json: | setup $(if $(findstring synth,$(DATA)),runs/synth-catalogue)
 	$(BIN)/artefact-openset holdout --data $(DATA) --out $(OPENSET)
-	$(BIN)/artefact-train --data $(OPENSET)/known.csv --out $(OPENSET)/lite0-known $(TRAIN_ARGS) \
+	$(BIN)/artefact-train --data $(OPENSET)/known.csv --out $(OPENSET)/lite0-known $(TRAIN_ARGS) --no-mark-latest \
 		$(if $(wildcard $(OPENSET)/.lite0-known.resume/state.pt),--resume)
 
 openset: setup $(OPENSET)/lite0-known/bundle.json  ## hold out 20% of the objects, train on the rest, measure enrolment/rejection/fusion

@@ -28,7 +28,6 @@ from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageEnhance, ImageFilter
-from scipy import ndimage
 from tqdm.auto import tqdm
 
 from .atomic import atomic_dir, atomic_path
@@ -88,6 +87,8 @@ def estimate_mask(image: Image.Image) -> Image.Image:
                              pixels[:, :band].reshape(-1, 3), pixels[:, -band:].reshape(-1, 3)])
     distance = np.linalg.norm(pixels - np.median(border, axis=0), axis=2)
     foreground = distance > max(threshold_otsu(distance) if distance.max() > distance.min() else 0, 20.0)
+    from scipy import ndimage  # only here: scipy costs every CLI's start-up otherwise
+
     foreground = ndimage.binary_fill_holes(ndimage.binary_closing(foreground, iterations=2))
     labelled, count = ndimage.label(foreground)
     if count:

@@ -181,6 +181,8 @@ def build_gallery(bundle: Bundle, samples: Sequence[Sample], batch_size: int = 3
         if not objects or objects[-1].object_id != s.object_id:
             objects.append(GalleryObject(s.object_id, s.collection, 0, s.object_id not in known))
         objects[-1].photos += 1
+        if objects[-1].enrolled:  # unknown to the head: keep its photos, so the gallery can be rebuilt and exported
+            objects[-1].sources.append(str(s.path))
         rows[i] = len(objects) - 1
     gallery = Gallery(vectors, rows, objects, bundle_fingerprint(bundle.path))
     if dim is not None and dim < vectors.shape[1]:
@@ -259,9 +261,9 @@ def load_gallery(folder: str | os.PathLike, check_fingerprint: bool = True) -> G
     try:
         tensors = load_file(str(weights_path))
         values, rows = tensors["embeddings"], tensors["rows"]
+        embeddings = dequantize_int8(values, tensors["scales"]) if values.dtype == np.int8 else values.astype(np.float32)
     except Exception as err:  # noqa: BLE001 - any decode failure is the same user error
         raise ArtefactError(f"{weights_path}: corrupt gallery ({type(err).__name__})") from None
-    embeddings = dequantize_int8(values, tensors["scales"]) if values.dtype == np.int8 else values.astype(np.float32)
     if len(rows) != len(embeddings) or (len(rows) and rows.max() >= len(objects)):
         raise ArtefactError(f"{weights_path}: rows do not match the {len(objects)} objects of {meta_path}")
     known = {"format_version", "bundle_fingerprint", "weights_sha256", "embedding", "objects", "threshold"}

@@ -133,7 +133,7 @@ def _catalogue_photos(bundle: Bundle) -> list[tuple[str, str, str, int | None]]:
             raise ArtefactError(f"{bundle.manifest}: no catalogue (train) photos of {label.object_id!r} for the gallery")
         photos += [(label.object_id, label.collection, path, index) for path in sorted(by_object[label.object_id], key=natural_key)]
     if has_gallery(bundle.path):
-        for obj in load_gallery(bundle.path).objects:
+        for obj in load_gallery(bundle.path, check_fingerprint=False).objects:  # only its photos are used
             if obj.enrolled:
                 if not obj.sources:
                     raise ArtefactError(f"{bundle.path}: enrolled object {obj.object_id!r} has no source photos; re-enrol it")
@@ -176,8 +176,9 @@ def gallery_ranking(config: dict, values: np.ndarray, logprobs: np.ndarray, embe
     return {"matches": order, "similarities": [float(scores[i]) for i in order], "confident": bool(confident)}
 
 
-def build_app_gallery(bundle: Bundle, runner, val_pixels: np.ndarray, progress: bool = True) -> AppGallery:
-    """Embed the catalogue and enrolled photos with the app's own int8 model; calibrate min_similarity on val."""
+def build_app_gallery(bundle: Bundle, runner, val_embeddings: np.ndarray, progress: bool = True) -> AppGallery:
+    """Embed the catalogue and enrolled photos with the app's own int8 model; calibrate min_similarity on the
+    val photos' embeddings (from the same model)."""
     photos = _catalogue_photos(bundle)
     objects, rows, thumbs = [], [], {}
     embeddings = []
@@ -197,7 +198,6 @@ def build_app_gallery(bundle: Bundle, runner, val_pixels: np.ndarray, progress: 
         objects[-1]["rows"] += 1
         rows.append(len(objects) - 1)
     values = quantize_rows(np.stack(embeddings))
-    val_embeddings = np.concatenate([runner.logprobs_and_embeddings(val_pixels[i:i + 16])[1] for i in range(0, len(val_pixels), 16)])
     min_similarity = calibrate(object_similarities(values, objects, val_embeddings).max(axis=1), GALLERY_RECALL)
     if values.nbytes > GALLERY_WARN_BYTES:
         log.warning("gallery.bin is %.0f MB: large for a phone app (export with --no-gallery, or prune the catalogue)",

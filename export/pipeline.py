@@ -224,12 +224,13 @@ def _android(bundle: Bundle, int8: dict, out: Path, options: ExportOptions) -> d
         raise ArtefactError(f"{bundle.manifest}: no val photos to choose the decision threshold on")
     pixels, targets = photos["val"]
     runner = open_runner(int8["path"], bundle.preprocess, options.threads)
-    threshold = android.choose_threshold(runner.logprobs(pixels), targets)
+    logprobs, embeddings = runner.logprobs_and_embeddings(pixels)
+    threshold = android.choose_threshold(logprobs, targets)
     scale, zero_point = bundle.preprocess.int8_input_quantization()  # exact values; the model holds float32 ones
     if abs(int8["input"]["scale"] - scale) > 1e-6 * scale or int8["input"]["zero_point"] != zero_point:
         raise ArtefactError(f"int8 model input quantisation {int8['input']} does not match the contract ({scale}, {zero_point})")
     quant = {"scale": scale, "zero_point": zero_point}
-    gallery = android.build_app_gallery(bundle, runner, pixels, options.progress) if options.gallery else None
+    gallery = android.build_app_gallery(bundle, runner, embeddings, options.progress) if options.gallery else None
     android.write_assets(out, bundle, Path(int8["path"]), quant, threshold, gallery=gallery)
     return {"path": out, "format": "android", "precision": "int8", "threshold": threshold,
             "gallery": None if gallery is None else {"objects": len(gallery.objects), "rows": int(len(gallery.values)),
@@ -267,7 +268,7 @@ def _merge(path: Path, new: dict, bundle: Bundle, key: str) -> dict:
         old = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return new
-    same = old.get("source_bundle", {}).get("sha256") == bundle_fingerprint(bundle.path) or old.get("label_hash") == bundle.label_hash
+    same = old.get("source_bundle", {}).get("sha256") == bundle_fingerprint(bundle.path)  # never mix in another model's files
     if not same or not isinstance(old.get(key), dict):
         return new
     kept = {name: entry for name, entry in old[key].items() if name not in new[key] and _exists(entry, path.parent / name)}

@@ -51,9 +51,11 @@ log = logging.getLogger("artefact")
 @click.option("--device", default=default_device(), show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--max-minutes", type=float, help="Stop after this many minutes (keeps the best epoch).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run into the same --out.")
+@click.option("--mark-latest/--no-mark-latest", default=True, show_default=True,
+              help="Record the bundle in runs/LATEST, the default of later commands.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def train_main(data, out, backbone, weights, no_pretrained, input_size, epochs, batch_size, lr, head_lr, patience,
-               min_images, augment, metric_loss, metric_weight, seed, device, max_minutes, resume, quiet) -> None:
+               min_images, augment, metric_loss, metric_weight, seed, device, max_minutes, resume, mark_latest, quiet) -> None:
     """Train a recognition model (the Durham study's head and loss) and write a model bundle."""
     setup_logging()
     if weights and no_pretrained:
@@ -62,7 +64,7 @@ def train_main(data, out, backbone, weights, no_pretrained, input_size, epochs, 
                          input_size=input_size, epochs=epochs, batch_size=batch_size, lr=lr, head_lr=head_lr,
                          patience=patience, min_images=min_images, augment=augment, metric_loss=metric_loss,
                          metric_weight=metric_weight, seed=seed, device=device, max_minutes=max_minutes)
-    path = train(config, resume=resume, progress=not quiet)
+    path = train(config, resume=resume, progress=not quiet, mark_as_latest=mark_latest)
     meta = json.loads((path / "bundle.json").read_text())
     m = meta["metrics"]
     click.echo(f"bundle written to {path}  (best epoch {m['best_epoch']}, val top-1 {m['val_top1']:.1%}, "

@@ -274,7 +274,7 @@ def _load_resume_state(path: Path, config: TrainConfig) -> dict | None:
     except Exception as err:  # noqa: BLE001
         raise ArtefactError(f"{path}: cannot read resume state ({type(err).__name__}); delete it to start afresh") from None
     saved = json.loads(state["config"])
-    for key in ("backbone", "seed", "data", "input_size", "metric_loss"):
-        if saved.get(key) != getattr(config, key):
+    for key in ("backbone", "seed", "data", "input_size", "augment", "metric_loss"):
+        if saved.get(key, getattr(TrainConfig, key, None)) != getattr(config, key):  # older states lack newer keys
             raise ArtefactError(f"{path}: saved run used {key}={saved.get(key)!r}, not {getattr(config, key)!r}; cannot resume")
     return state

@@ -164,6 +164,9 @@ def measure(bundle: Bundle, samples: Sequence[Sample], shots: int = 3, fuse: int
         raise ArtefactError("the manifest has no objects the bundle was not trained on; hold some out "
                             "(artefact-openset holdout) and train on the rest")
     val = [s for s in val if s.object_id in known]
+    uncatalogued = sorted({s.object_id for s in test} - {s.object_id for s in catalogue}, key=natural_key)
+    if uncatalogued:
+        raise ArtefactError(f"objects with test photos but no catalogue (train) photos: {', '.join(uncatalogued[:5])}")
     started = time.time()
     photos = list(catalogue) + val + list(test)
     embeddings, logprobs = embed_and_predict(bundle.model, bundle.preprocess, photos, batch_size,

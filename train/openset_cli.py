@@ -73,9 +73,9 @@ def enroll_main(photos, bundle, object_id, collection, replace, quiet) -> None:
     object_id = object_id.strip()
     if not object_id:
         raise ArtefactError("--object must not be empty")
-    gallery = _gallery_of(loaded, progress=not quiet)
     for path in photos:
-        load_image(path)  # a clear error naming the file before anything is written
+        load_image(path)  # a clear error naming the file before any slow work or any write
+    gallery = _gallery_of(loaded, progress=not quiet)
     samples = [Sample(str(Path(p).resolve()), object_id, collection) for p in photos]
     vectors = embed(loaded, samples, progress=False)
     if gallery.objects:

@@ -159,20 +159,23 @@ const size = (detail) => [...detail.shape].reduce((a, d) => a * Math.abs(d), 1);
 
 /**
  * Which of LiteRT.js's outputs hold the log-probabilities and the embedding ({logProbs, embedding},
- * embedding null without a gallery). LiteRT.js returns them in signature order, which need not be
+ * embedding null without a gallery). LiteRT.js may return them in signature order, which need not be
  * the model's output order that embedding.output_index counts: they are told apart by size, and by
- * position (0 and output_index) when the sizes do not tell. Throws AssetError.
+ * the exported tensor name "embedding" when the sizes are equal. Throws AssetError.
  */
 export function outputSlots(config, outputDetails) {
   const { embedding, modelFile, numClasses } = config;
-  const find = (want, position) => {
-    const found = embedding?.dim === numClasses ? -1 : outputDetails.findIndex((d) => size(d) === want);
+  const bySize = (want, position) => {
+    const found = outputDetails.findIndex((d) => size(d) === want);
     return found >= 0 ? found : position;
   };
-  if (!embedding) return { logProbs: find(numClasses, 0), embedding: null };
+  if (!embedding) return { logProbs: bySize(numClasses, 0), embedding: null };
   const n = outputDetails.length;
   if (n <= embedding.outputIndex) throw new AssetError(`${modelFile}: model has ${n} output(s) but the gallery needs the embedding at output ${embedding.outputIndex} (re-export)`);
-  return { logProbs: find(numClasses, 0), embedding: find(embedding.dim, embedding.outputIndex) };
+  if (embedding.dim !== numClasses) return { logProbs: bySize(numClasses, 0), embedding: bySize(embedding.dim, embedding.outputIndex) };
+  const named = outputDetails.findIndex((d) => d.name === 'embedding');
+  if (named < 0) throw new AssetError(`${modelFile}: the embedding and the log-probabilities both have ${numClasses} values and no output is named "embedding" (re-export)`);
+  return { logProbs: outputDetails.findIndex((d, i) => i !== named), embedding: named };
 }
 
 /** The embedding output (a TensorDetails) must be float32 with `dim` values. Throws AssetError. */

@@ -18,6 +18,22 @@ export function decide(logProbs, k, minProbability) {
   return { matches, confident: matches[0].probability >= minProbability };
 }
 
+const rowNorms = new WeakMap();  // int8 gallery rows -> their norms, computed once per gallery
+
+function normsOf(values, rows, dim) {
+  let norms = rowNorms.get(values);
+  if (!norms || norms.length !== rows) {
+    norms = new Float64Array(rows);
+    for (let r = 0; r < rows; r++) {
+      let sq = 0;
+      for (let o = r * dim; o < (r + 1) * dim; o++) sq += values[o] * values[o];
+      norms[r] = Math.sqrt(sq);
+    }
+    rowNorms.set(values, norms);
+  }
+  return norms;
+}
+
 /** Cosine similarity of `embedding` to every int8 row of `values` (rows x dim); 0 where either vector is zero. */
 export function rowSimilarities(values, rows, dim, embedding) {
   if (embedding.length !== dim) throw new Error(`embedding has ${embedding.length} values, the gallery ${dim}`);
@@ -26,15 +42,12 @@ export function rowSimilarities(values, rows, dim, embedding) {
   for (const e of embedding) norm += e * e;
   norm = Math.sqrt(norm);
   const q = Float64Array.from(embedding, (e) => (norm > 0 ? e / norm : 0));
+  const norms = normsOf(values, rows, dim);
   const sims = new Float64Array(rows);
   for (let r = 0; r < rows; r++) {
     let dot = 0;
-    let sq = 0;
-    for (let i = 0, o = r * dim; i < dim; i++, o++) {
-      dot += q[i] * values[o];
-      sq += values[o] * values[o];
-    }
-    sims[r] = sq > 0 ? dot / Math.sqrt(sq) : 0;
+    for (let i = 0, o = r * dim; i < dim; i++, o++) dot += q[i] * values[o];
+    sims[r] = norms[r] > 0 ? dot / norms[r] : 0;
   }
   return sims;
 }

@@ -103,8 +103,9 @@ test('gallery.bin: size and sha256 checked; model outputs found and checked', as
   await assert.rejects(loadGallery(config.gallery, galleryBytes.slice(0, 17)), /17 bytes but the config says 6 rows x 3/);
   await assert.rejects(loadGallery(config.gallery, Uint8Array.from(galleryBytes, (b, i) => (i ? b : 11))), /does not match gallery.sha256/);
   const head = { shape: [1, 3], dtype: 'float32' };
-  const emb = { shape: [1, 3], dtype: 'float32' };
-  assert.deepEqual(outputSlots(config, [head, emb]), { logProbs: 0, embedding: 1 });  // same size: by position
+  const emb = { shape: [1, 3], dtype: 'float32', name: 'embedding' };
+  assert.deepEqual(outputSlots(config, [emb, head]), { logProbs: 1, embedding: 0 });  // same size: by name
+  assert.throws(() => outputSlots(config, [head, { ...emb, name: 'output_1' }]), /no output is named "embedding"/);
   assert.throws(() => outputSlots(config, [head]), /1 output\(s\) but the gallery needs the embedding at output 1/);
   assert.throws(() => checkEmbedding(config, { shape: [1, 4], dtype: 'float32' }), /config says dim 3/);
   assert.throws(() => checkEmbedding(config, { shape: [1, 3], dtype: 'int8' }), /is int8, expected float32/);

@@ -52,6 +52,7 @@ class Classifier private constructor(val config: FieldConfig, gallery: Gallery?,
         return ModelOutputs(floats(logProbs), embedding?.let { floats(it.second) }, SystemClock.elapsedRealtime() - start)
     }
 
+    @Synchronized  // never while run() is using the interpreter
     override fun close() = interpreter.close()
 
     companion object {

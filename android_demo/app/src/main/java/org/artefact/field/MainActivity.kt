@@ -22,6 +22,7 @@ import androidx.core.content.ContextCompat
 import androidx.lifecycle.lifecycleScope
 import androidx.recyclerview.widget.LinearLayoutManager
 import androidx.recyclerview.widget.RecyclerView
+import kotlinx.coroutines.CancellationException
 import kotlinx.coroutines.Dispatchers
 import kotlinx.coroutines.launch
 import kotlinx.coroutines.withContext
@@ -161,10 +162,6 @@ class MainActivity : AppCompatActivity() {
                 val inferenceMs = outputs.millis
                 val answer = classifier.recognizer.answer(outputs.logProbs, outputs.embedding)
                 val thumbnail = PhotoDecoder.thumbnail(prepared.pixels)
-                val now = System.currentTimeMillis()
-                val entry = HistoryEntry(now, source, answer.candidates.map { it.objectId to it.score },
-                    answer.confident, inferenceMs, "q$now.jpg")
-                withContext(Dispatchers.IO) { history.add(entry, thumbnail) }
 
                 val verdictView = findViewById<TextView>(R.id.verdict)
                 verdictView.text = verdictText(answer)
@@ -175,9 +172,18 @@ class MainActivity : AppCompatActivity() {
                 historyList.visibility = View.GONE
                 resultPanel.visibility = View.VISIBLE
                 status.text = ""
+
+                val now = System.currentTimeMillis()  // saved after showing: a full disk must not hide the answer
+                val entry = HistoryEntry(now, source, answer.candidates.map { it.objectId to it.score },
+                    answer.confident, inferenceMs, "q$now.jpg")
+                withContext(Dispatchers.IO) { history.add(entry, thumbnail) }
             } catch (err: PhotoError) {
                 showError(getString(R.string.cannot_decode, err.message))
-            } catch (err: RuntimeException) {  // NaN output, an interpreter failure: a message, never a crash
+            } catch (err: OutOfMemoryError) {  // a huge photo after decoding (crop copies): a message, never a crash
+                showError(getString(R.string.cannot_decode, "too large for this phone's memory"))
+            } catch (err: CancellationException) {
+                throw err  // the activity is gone: nothing to show
+            } catch (err: Exception) {  // NaN output, an interpreter failure, history not saved
                 showError("Analysis failed: ${err.message ?: err.javaClass.simpleName}")
             }
         }
